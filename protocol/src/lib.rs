@@ -1,0 +1,122 @@
+//! Wire types of the Kodi Tickets HTTP API, shared by the server and the agent.
+//!
+//! Field names keep those of the original Flask version so existing Kodi scripts keep working.
+
+use serde::{Deserialize, Serialize};
+
+/// Body of `POST /api/login`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginRequest {
+    /// The ticket's 4-digit PIN, as a string so leading zeros survive.
+    pub lock_code: String,
+}
+
+/// Answer of a successful `POST /api/login`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginResponse {
+    /// Always `true`; failures answer with [`ErrorBody`] instead.
+    pub success: bool,
+    /// A human-readable summary.
+    pub message: String,
+    /// Name of the Kodi profile the ticket opens.
+    pub profile: String,
+    /// Length of the ticket in minutes.
+    pub length: i64,
+    /// When the ticket was used (RFC 3339, UTC).
+    pub used_at: String,
+    /// When the session ends (RFC 3339, UTC).
+    pub expires_at: String,
+}
+
+/// State of a ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketState {
+    /// Issued, not yet used (green).
+    Unused,
+    /// Used; its minutes are running (red).
+    InUse,
+    /// Its minutes have run out (grey).
+    Expired,
+    /// Withdrawn by the admin.
+    Revoked,
+}
+
+impl TicketState {
+    /// The name stored in the database and sent on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketState::Unused => "unused",
+            TicketState::InUse => "in_use",
+            TicketState::Expired => "expired",
+            TicketState::Revoked => "revoked",
+        }
+    }
+}
+
+/// A ticket as `GET /api/ticket/<lock_code>` returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket {
+    /// Database id.
+    pub id: i64,
+    /// Id of the profile the ticket opens.
+    pub profile_id: i64,
+    /// Name of that profile.
+    pub profile_name: String,
+    /// The 4-digit PIN.
+    pub lock_code: String,
+    /// Length in minutes.
+    pub length: i64,
+    /// `true` while the ticket can still be used or is running (unused or in use).
+    pub is_active: bool,
+    /// When the ticket was used (RFC 3339, UTC), if it was.
+    pub used_at: Option<String>,
+    /// When the ticket was created (RFC 3339, UTC).
+    pub created_at: String,
+    /// The ticket's state.
+    pub state: TicketState,
+    /// When the session ends (RFC 3339, UTC), once used.
+    pub expires_at: Option<String>,
+    /// Seconds left of a running session; `0` once expired, `null` before use.
+    pub remaining_seconds: Option<i64>,
+}
+
+/// Every error of the API answers with this body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong, for a human.
+    pub error: String,
+}
+
+/// Answer of `GET /healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// `"ok"` when the server and its database answer.
+    pub status: String,
+    /// The server's version.
+    pub version: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticket_state_serializes_as_its_database_name() {
+        for state in [
+            TicketState::Unused,
+            TicketState::InUse,
+            TicketState::Expired,
+            TicketState::Revoked,
+        ] {
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{}\"", state.as_str()));
+        }
+    }
+
+    #[test]
+    fn login_request_keeps_leading_zeros() {
+        let req: LoginRequest = serde_json::from_str(r#"{"lock_code":"0042"}"#).unwrap();
+        assert_eq!(req.lock_code, "0042");
+    }
+}

@@ -1,0 +1,608 @@
+#!/usr/bin/env bash
+# execute-on-kodi_set-passwd-per-profile.sh -- make PIN the lock code of one Kodi profile
+#
+# Usage:
+#   execute-on-kodi_set-passwd-per-profile.sh PROFILE:PIN
+#
+#   The argument is split at the LAST ':' (so PROFILE may itself contain ':').
+#   PIN must be exactly 4 ASCII digits ("0000".."9999"). PROFILE must be
+#   non-empty, valid UTF-8, without control characters or newlines. PROFILE is
+#   matched against the <name> of every profile in profiles.xml
+#   case-insensitively (ASCII only), and the first match wins, exactly as
+#   Kodi's own name lookup (CProfileManager::GetProfileIndex) does. The master
+#   profile (index 0) is refused.
+#
+# What it does (Kodi 20/21; see /work/shared/KODI.md):
+#   Kodi reads profiles.xml only when it starts and rewrites it from memory
+#   later, so an edit made while Kodi runs is lost. Therefore:
+#    1. check the argument (nothing is touched if it is bad);
+#    2. find $KODI_USERDATA/profiles.xml and the profile;
+#    3. take a lock (flock on the userdata directory, waits at most 30 s) so
+#       two runs never overlap;
+#    4. busy check: if Kodi's JSON-RPC answers, ask
+#       XBMC.GetInfoBooleans {"booleans":["System.LoggedOn"]}. If a profile
+#       session is in use (true) nothing is changed and Kodi is NOT stopped
+#       (exit 75). If the port is closed, Kodi is taken as not running. (If a
+#       process named $KODI_PROC_NAME is running while the port is closed --
+#       Kodi restarts its network services on every profile switch -- the
+#       port is retried for up to 3 s first.) If the port accepts but gives no
+#       valid answer in time, exit 75 (cannot tell; retry later);
+#    5. stop Kodi ($KODI_STOP_CMD);
+#    6. re-read profiles.xml (Kodi rewrote it on exit) and set, for that
+#       profile only: <lockmode>1</lockmode> (numeric),
+#       <lockcode>lowercase md5 hex of PIN</lockcode>; and at the top level
+#       <useloginscreen>true</useloginscreen> and <lastloaded>0</lastloaded>
+#       (Kodi then boots to the login screen). Missing elements are created.
+#       Everything else keeps its value. The file is written atomically (temp
+#       file in the same directory, fsync, rename), keeping mode and owner;
+#    7. start Kodi ($KODI_START_CMD) -- also after a failed step 6.
+#   If the master profile has no lock (lockmode 0), a WARNING goes to stderr:
+#   Kodi does not enforce profile lock codes without a master lock.
+#   The PIN and its MD5 are never printed. stdout gets only the success line
+#     lock code set for profile "NAME"
+#   everything else (errors, warnings, output of the stop/start commands)
+#   goes to stderr.
+#   Note: a session started between the busy check and the stop would be
+#   ended by the stop; the window is the duration of one JSON-RPC answer.
+#
+# Environment:
+#   KODI_USERDATA         Kodi userdata directory holding profiles.xml
+#                         (default: $HOME/.kodi/userdata)
+#   KODI_JSONRPC_HOST     JSON-RPC (raw TCP) host (default: 127.0.0.1)
+#   KODI_JSONRPC_PORT     JSON-RPC (raw TCP) port (default: 9090)
+#   KODI_JSONRPC_TIMEOUT  seconds for connecting and for the answer
+#                         (default: 2; 0 < value <= 60)
+#   KODI_STOP_CMD         command that stops Kodi and returns only once it is
+#                         gone, run with `bash -c` (unset or empty: default)
+#                         default: `systemctl stop kodi` if a kodi.service unit
+#                         exists, else `pkill -x $KODI_PROC_NAME` and wait until
+#                         no such process is left (at most 15 s; still running
+#                         after that = failure). Non-zero exit = failure.
+#   KODI_START_CMD        command that starts Kodi, run with `bash -c`
+#                         (unset or empty: default)
+#                         default: `systemctl start kodi` if a kodi.service unit
+#                         exists, else `kodi-standalone` detached with setsid
+#                         (nohup if setsid is missing), output to /dev/null.
+#                         On a box without systemd set it explicitly (user,
+#                         HOME, DISPLAY of the Kodi session).
+#   KODI_PROC_NAME        Kodi's process name (default: kodi.bin; e.g.
+#                         kodi-x11 or kodi-gbm for source builds); used by the
+#                         default stop and by the closed-port retry above.
+#
+# Exit codes:
+#   0   lock code set, Kodi started again
+#   1   failure: python3 missing, profiles.xml unreadable/unparsable or not
+#       writable, stop command failed (profiles.xml NOT changed), start
+#       command failed (profiles.xml WAS changed), bad KODI_JSONRPC_HOST
+#   2   bad input: wrong argument count, malformed PROFILE:PIN, the master
+#       profile, or a malformed KODI_JSONRPC_PORT/KODI_JSONRPC_TIMEOUT/
+#       KODI_PROC_NAME (nothing touched)
+#   3   not found: profiles.xml missing, or no profile with that name
+#   75  busy (EX_TEMPFAIL): a profile session is in use, Kodi's JSON-RPC gave
+#       no valid answer, or another run holds the lock; nothing changed, try
+#       again later
+#
+# Requires: bash, python3 (standard library only); flock, pkill/pgrep,
+# setsid/systemctl for the defaults.
+
+set -u
+
+PROG=${0##*/}
+LOCK_WAIT=30
+
+err() { printf '%s: %s\n' "$PROG" "$*" >&2; }
+
+if [ "$#" -ne 1 ]; then
+  err "usage: $PROG PROFILE:PIN  (PIN = exactly 4 digits)"
+  exit 2
+fi
+SPEC=$1
+
+if ! command -v python3 >/dev/null 2>&1; then
+  err "python3 not found"
+  exit 1
+fi
+
+UD=${KODI_USERDATA:-${HOME:-}/.kodi/userdata}
+PROFILES_XML=$UD/profiles.xml
+PROC_NAME=${KODI_PROC_NAME:-kodi.bin}
+export KODI_PROC_NAME="$PROC_NAME"
+
+# ---------------------------------------------------------------------------
+# Python part (standard library only). Modes:
+#   check PATH  validate PROFILE:PIN (env _KODI_SETPW_SPEC), find the profile
+#   busy        JSON-RPC session check
+#   edit PATH   validate again, edit profiles.xml atomically, print the name
+# The PIN travels in the environment of python3 only (never in argv).
+IFS= read -r -d '' PYCODE <<'PY'
+import errno, hashlib, json, os, re, socket, stat, sys, tempfile, time, unicodedata
+import xml.etree.ElementTree as ET
+
+PROG = os.environ.get("_KODI_SETPW_PROG", "set-passwd")
+EX_FAIL, EX_USAGE, EX_NOTFOUND, EX_BUSY = 1, 2, 3, 75
+
+def say(msg):
+    print("%s: %s" % (PROG, msg), file=sys.stderr, flush=True)
+
+def die(code, msg):
+    say(msg)
+    sys.exit(code)
+
+_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
+
+def ascii_lower(s):
+    # Kodi's StringUtils::EqualsNoCase folds ASCII letters only
+    return s.translate(_ASCII_LOWER)
+
+def parse_spec():
+    raw = os.environb.get(b"_KODI_SETPW_SPEC")
+    if raw is None:
+        die(EX_USAGE, "internal error: no argument passed")
+    try:
+        spec = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        die(EX_USAGE, "bad argument: not valid UTF-8")
+    if ":" not in spec:
+        die(EX_USAGE, "bad argument: expected PROFILE:PIN")
+    name, pin = spec.rsplit(":", 1)
+    if not re.fullmatch(r"[0-9]{4}", pin):
+        die(EX_USAGE, "bad argument: the PIN must be exactly 4 digits (0000-9999)")
+    if name == "":
+        die(EX_USAGE, "bad argument: empty profile name")
+    for ch in name:
+        if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
+            die(EX_USAGE, "bad argument: the profile name contains control characters or line breaks")
+    return name, pin
+
+def quoted(name):
+    return '"%s"' % name
+
+def load(path):
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        die(EX_NOTFOUND, "%s not found (set KODI_USERDATA to Kodi's userdata directory)" % path)
+    except OSError as e:
+        die(EX_FAIL, "cannot read %s: %s" % (path, e.strerror or e))
+    try:
+        parser = ET.XMLParser(target=ET.TreeBuilder(insert_comments=True, insert_pis=True))
+        parser.feed(raw)
+        root = parser.close()
+    except ET.ParseError as e:
+        die(EX_FAIL, "cannot parse %s: %s" % (path, e))
+    if not isinstance(root.tag, str) or root.tag.lower() != "profiles":
+        die(EX_FAIL, "%s has no <profiles> root element" % path)
+    return raw, root
+
+def profiles_of(root):
+    return [c for c in root if c.tag == "profile"]
+
+def child_text(el, tag):
+    c = el.find(tag)
+    if c is None or c.text is None:
+        return ""
+    return c.text
+
+def find_profile(root, name, path):
+    profs = profiles_of(root)
+    want = ascii_lower(name)
+    hits = [i for i, p in enumerate(profs) if ascii_lower(child_text(p, "name")) == want]
+    if not hits:
+        die(EX_NOTFOUND, "no profile named %s in %s" % (quoted(name), path))
+    idx = hits[0]
+    if idx == 0:
+        die(EX_USAGE, "refusing to set a lock code on the master profile (%s)"
+            % quoted(child_text(profs[0], "name")))
+    if len(hits) > 1:
+        say("note: %d profiles match %s case-insensitively; like Kodi, using the first one (index %d)"
+            % (len(hits), quoted(name), idx))
+    return idx, profs[idx]
+
+def master_locked(root):
+    # CProfile::Load + CLock::Validate: mode outside 1..3 -> 0; code "" or "-" -> 0
+    profs = profiles_of(root)
+    if not profs:
+        return False
+    m = profs[0]
+    try:
+        mode = int(child_text(m, "lockmode").strip())
+    except ValueError:
+        mode = 0
+    code = child_text(m, "lockcode").strip()
+    return 1 <= mode <= 3 and code not in ("", "-")
+
+# ---- check -----------------------------------------------------------------
+def mode_check(path):
+    name, _pin = parse_spec()
+    _raw, root = load(path)
+    find_profile(root, name, path)
+
+# ---- busy ------------------------------------------------------------------
+def env_port():
+    v = os.environ.get("KODI_JSONRPC_PORT") or "9090"
+    if not re.fullmatch(r"[0-9]{1,5}", v) or not 1 <= int(v) <= 65535:
+        die(EX_USAGE, "bad KODI_JSONRPC_PORT %r" % v)
+    return int(v)
+
+def env_timeout():
+    v = os.environ.get("KODI_JSONRPC_TIMEOUT") or "2"
+    try:
+        t = float(v)
+    except ValueError:
+        t = -1.0
+    if not 0 < t <= 60:
+        die(EX_USAGE, "bad KODI_JSONRPC_TIMEOUT %r (seconds, 0 < t <= 60)" % v)
+    return t
+
+def kodi_process_running():
+    want = (os.environ.get("KODI_PROC_NAME") or "kodi.bin")[:15]
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return False
+    for p in pids:
+        try:
+            with open("/proc/%s/comm" % p, "rb") as f:
+                if f.read().rstrip(b"\n").decode("utf-8", "replace") == want:
+                    return True
+        except OSError:
+            pass
+    return False
+
+def mode_busy():
+    host = os.environ.get("KODI_JSONRPC_HOST") or "127.0.0.1"
+    port = env_port()
+    timeout = env_timeout()
+    where = "%s:%d" % (host, port)
+    pname = os.environ.get("KODI_PROC_NAME") or "kodi.bin"
+    if "/" in pname or not pname.strip():
+        die(EX_USAGE, "bad KODI_PROC_NAME %r" % pname)
+
+    def connect():
+        try:
+            return socket.create_connection((host, port), timeout=timeout)
+        except ConnectionRefusedError:
+            return None
+        except socket.gaierror as e:
+            die(EX_FAIL, "cannot resolve KODI_JSONRPC_HOST %r: %s" % (host, e))
+        except socket.timeout:
+            die(EX_BUSY, "busy: cannot tell whether a profile session is in use "
+                "(connecting to Kodi JSON-RPC at %s timed out), try later" % where)
+        except OSError as e:
+            die(EX_BUSY, "busy: cannot tell whether a profile session is in use "
+                "(connecting to Kodi JSON-RPC at %s failed: %s), try later" % (where, e.strerror or e))
+
+    sock = connect()
+    if sock is None and kodi_process_running():
+        # Kodi restarts its network services on every profile switch: the port
+        # is closed for ~0.5-1.5 s. Give it a moment before concluding anything.
+        end = time.monotonic() + 3.0
+        while sock is None and time.monotonic() < end:
+            time.sleep(0.25)
+            sock = connect()
+        if sock is None:
+            say("note: a %s process is running but JSON-RPC at %s is closed; "
+                "taking Kodi as not in use" % (pname, where))
+    if sock is None:
+        return  # Kodi not running (or JSON-RPC off): not busy
+
+    req_id = "kodi-tickets-set-passwd"
+    req = {"jsonrpc": "2.0", "id": req_id, "method": "XBMC.GetInfoBooleans",
+           "params": {"booleans": ["System.LoggedOn"]}}
+    unsure = "busy: cannot tell whether a profile session is in use (%s), try later"
+    deadline = time.monotonic() + timeout
+    dec = json.JSONDecoder()
+    buf = ""
+    raw = b""
+    try:
+        sock.sendall(json.dumps(req).encode())
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                die(EX_BUSY, unsure % ("no answer from Kodi JSON-RPC at %s within %gs" % (where, timeout)))
+            sock.settimeout(left)
+            chunk = sock.recv(65536)
+            if not chunk:
+                die(EX_BUSY, unsure % ("Kodi JSON-RPC at %s closed the connection without answering" % where))
+            raw += chunk
+            if len(raw) > (4 << 20):
+                die(EX_BUSY, unsure % ("oversized reply from %s" % where))
+            # objects are streamed without separators; keep incomplete UTF-8 tails
+            try:
+                buf = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                if e.start < len(raw) - 3:
+                    die(EX_BUSY, unsure % ("invalid reply from %s" % where))
+                buf = raw[:e.start].decode("utf-8")
+            pos = 0
+            while True:
+                while pos < len(buf) and buf[pos] in " \t\r\n":
+                    pos += 1
+                if pos >= len(buf):
+                    break
+                if buf[pos] not in "{[":
+                    die(EX_BUSY, unsure % ("%s does not speak JSON-RPC" % where))
+                try:
+                    obj, pos = dec.raw_decode(buf, pos)
+                except ValueError:
+                    break  # incomplete object, read more
+                if isinstance(obj, dict) and obj.get("id") == req_id:
+                    res = obj.get("result")
+                    val = res.get("System.LoggedOn") if isinstance(res, dict) else None
+                    if val is True:
+                        die(EX_BUSY, "busy: a profile session is in use, try later")
+                    if val is False:
+                        return
+                    die(EX_BUSY, unsure % ("unexpected JSON-RPC answer from %s" % where))
+    except socket.timeout:
+        die(EX_BUSY, unsure % ("no answer from Kodi JSON-RPC at %s within %gs" % (where, timeout)))
+    except OSError as e:
+        die(EX_BUSY, unsure % ("talking to %s failed: %s" % (where, e.strerror or e)))
+    finally:
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+# ---- edit ------------------------------------------------------------------
+def insert_after(parent, i, new):
+    """Insert new after child i (-1 = first), copying the surrounding indentation."""
+    kids = list(parent)
+    if not kids:
+        parent.append(new)
+        return
+    if i < 0:
+        new.tail = parent.text
+        parent.insert(0, new)
+    elif i < len(kids) - 1:
+        new.tail = kids[i].tail
+        parent.insert(i + 1, new)
+    else:
+        new.tail = kids[i].tail
+        kids[i].tail = parent.text if (parent.text or "").strip() == "" else None
+        parent.insert(i + 1, new)
+
+def set_child(parent, tag, value, after_tags=(), first=False):
+    els = [c for c in parent if c.tag == tag]
+    if els:
+        for e in els:  # Kodi reads the first; keep any duplicates consistent
+            e.text = value
+        return
+    new = ET.Element(tag)
+    new.text = value
+    if first:
+        insert_after(parent, -1, new)
+        return
+    pos = len(parent) - 1
+    hits = [i for i, c in enumerate(parent) if c.tag in after_tags]
+    if hits:
+        pos = hits[-1]
+    insert_after(parent, pos, new)
+
+BEFORE_LOCKMODE = ("id", "name", "directory", "thumbnail", "hasdatabases",
+                   "canwritedatabases", "hassources", "canwritesources",
+                   "lockaddonmanager", "locksettings", "lockfiles", "lockmusic",
+                   "lockvideo", "lockpictures", "lockprograms", "lockgames")
+
+DEFAULT_DECL = '<?xml version="1.0" encoding="UTF-8" standalone="yes" ?>'
+
+def serialize(raw, root):
+    decl = DEFAULT_DECL
+    m = re.match(rb"\A(?:\xef\xbb\xbf)?\s*(<\?xml\b[^>]*\?>)", raw)
+    if m:
+        d = m.group(1).decode("ascii", "replace")
+        enc = re.search(r"""encoding\s*=\s*["']([^"']*)["']""", d)
+        if enc is None or enc.group(1).lower() in ("utf-8", "utf8"):
+            decl = d
+    body = ET.tostring(root, encoding="unicode", short_empty_elements=False)
+    return (decl + "\n" + body + "\n").encode("utf-8")
+
+def md5hex(pin):
+    try:
+        h = hashlib.md5(pin.encode("ascii"), usedforsecurity=False)
+    except TypeError:
+        h = hashlib.md5(pin.encode("ascii"))
+    return h.hexdigest()
+
+def atomic_write(path, data):
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    d = os.path.dirname(real) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".profiles.xml.", suffix=".tmp", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), stat.S_IMODE(st.st_mode))
+            fst = os.fstat(f.fileno())
+            if (fst.st_uid, fst.st_gid) != (st.st_uid, st.st_gid):
+                try:
+                    os.fchown(f.fileno(), st.st_uid, st.st_gid)
+                except OSError:
+                    say("warning: could not keep the owner (uid %d gid %d) of %s"
+                        % (st.st_uid, st.st_gid, real))
+            os.fsync(f.fileno())
+        os.replace(tmp, real)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:
+        dfd = os.open(d, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+def mode_edit(path):
+    name, pin = parse_spec()
+    raw, root = load(path)
+    idx, prof = find_profile(root, name, path)
+    code = md5hex(pin)
+
+    set_child(prof, "lockmode", "1", BEFORE_LOCKMODE)
+    set_child(prof, "lockcode", code, ("lockmode",))
+    set_child(root, "lastloaded", "0", first=True)
+    set_child(root, "useloginscreen", "true", ("lastloaded",))
+
+    data = serialize(raw, root)
+    # sanity check of what is about to be written
+    check = ET.fromstring(data)
+    cp = profiles_of(check)
+    if (len(cp) != len(profiles_of(root)) or child_text(cp[idx], "lockcode") != code
+            or child_text(cp[idx], "lockmode") != "1"):
+        die(EX_FAIL, "internal error: edited profiles.xml does not verify; not written")
+    try:
+        atomic_write(path, data)
+    except OSError as e:
+        die(EX_FAIL, "cannot write %s: %s" % (path, e.strerror or e))
+
+    pname = child_text(prof, "name")
+    if not master_locked(root):
+        say("WARNING: the master profile has NO lock (lockmode 0). Kodi does NOT enforce "
+            "profile lock codes without a master lock: anyone at the TV can open profile %s "
+            "without its PIN. Set a master lock code in Kodi "
+            "(Settings > Interface > Master lock)." % quoted(pname))
+    sys.stdout.write(pname + "\n")
+
+def main():
+    mode = sys.argv[1] if len(sys.argv) > 1 else ""
+    try:
+        if mode == "check":
+            mode_check(sys.argv[2])
+        elif mode == "busy":
+            mode_busy()
+        elif mode == "edit":
+            mode_edit(sys.argv[2])
+        else:
+            die(EX_FAIL, "internal error: unknown mode %r" % mode)
+    except SystemExit:
+        raise
+    except BaseException as e:  # never let a traceback (or anything else) leak
+        die(EX_FAIL, "internal error: %s" % type(e).__name__)
+
+main()
+PY
+
+run_py() {
+  _KODI_SETPW_SPEC=$SPEC _KODI_SETPW_PROG=$PROG python3 -c "$PYCODE" "$@"
+}
+
+HAVE_UNIT=
+have_kodi_unit() {
+  if [ -z "$HAVE_UNIT" ]; then
+    HAVE_UNIT=no
+    if command -v systemctl >/dev/null 2>&1 &&
+       systemctl cat kodi.service >/dev/null 2>&1; then
+      HAVE_UNIT=yes
+    fi
+  fi
+  [ "$HAVE_UNIT" = yes ]
+}
+
+default_stop() {
+  if have_kodi_unit; then
+    systemctl stop kodi
+    return
+  fi
+  pkill -x "$PROC_NAME"
+  local rc=$? i
+  # pkill: 1 = no such process (Kodi not running), which is fine
+  [ "$rc" -le 1 ] || return "$rc"
+  for ((i = 0; i < 150; i++)); do
+    pgrep -x "$PROC_NAME" >/dev/null 2>&1 || return 0
+    sleep 0.1
+  done
+  echo "$PROC_NAME still running 15 s after SIGTERM" >&2
+  return 1
+}
+
+default_start() {
+  if have_kodi_unit; then
+    systemctl start kodi
+    return
+  fi
+  if ! command -v kodi-standalone >/dev/null 2>&1; then
+    echo "kodi-standalone not found (set KODI_START_CMD)" >&2
+    return 127
+  fi
+  if command -v setsid >/dev/null 2>&1; then
+    (setsid kodi-standalone </dev/null >/dev/null 2>&1 &)
+  else
+    (nohup kodi-standalone </dev/null >/dev/null 2>&1 &)
+  fi
+}
+
+# fd 9 holds the lock: never hand it to Kodi or to the stop/start commands
+stop_kodi() {
+  if [ -n "${KODI_STOP_CMD:-}" ]; then
+    bash -c "$KODI_STOP_CMD" >&2 9<&-
+  else
+    (default_stop) >&2 9<&-
+  fi
+}
+
+start_kodi() {
+  if [ -n "${KODI_START_CMD:-}" ]; then
+    bash -c "$KODI_START_CMD" >&2 9<&-
+  else
+    (default_start) >&2 9<&-
+  fi
+}
+
+# 1+2. validate the argument, find profiles.xml and the profile
+run_py check "$PROFILES_XML"
+rc=$?
+[ "$rc" -eq 0 ] || exit "$rc"
+
+# 3. one run at a time
+if command -v flock >/dev/null 2>&1; then
+  if ! exec 9<"$UD"; then
+    err "cannot open $UD"
+    exit 1
+  fi
+  if ! flock -w "$LOCK_WAIT" 9; then
+    err "busy: another run is changing profiles.xml, try later"
+    exit 75
+  fi
+fi
+
+# 4. busy check (changes nothing)
+run_py busy 9<&-
+rc=$?
+[ "$rc" -eq 0 ] || exit "$rc"
+
+# 5. stop Kodi
+stop_kodi
+rc=$?
+if [ "$rc" -ne 0 ]; then
+  err "stopping Kodi failed (exit $rc); profiles.xml not changed"
+  exit 1
+fi
+
+# 6. edit profiles.xml
+NAME=$(run_py edit "$PROFILES_XML" 9<&-)
+rc=$?
+if [ "$rc" -ne 0 ]; then
+  err "profiles.xml not changed; starting Kodi again"
+  start_kodi
+  src=$?
+  [ "$src" -eq 0 ] || err "starting Kodi failed too (exit $src)"
+  exit "$rc"
+fi
+
+# 7. start Kodi
+start_kodi
+rc=$?
+if [ "$rc" -ne 0 ]; then
+  err "profiles.xml WAS updated (lock code set for profile \"$NAME\") but starting Kodi failed (exit $rc); start Kodi by hand"
+  exit 1
+fi
+
+printf 'lock code set for profile "%s"\n' "$NAME"
+exit 0

@@ -1,0 +1,203 @@
+//! Request guards: who is asking (an admin's session, a device) and whether a form is genuine.
+
+use rocket::data::{self, FromData};
+use rocket::form::{Form, FromForm};
+use rocket::http::{Cookie, CookieJar, Status};
+use rocket::outcome::{try_outcome, IntoOutcome};
+use rocket::request::{self, FromRequest, Request};
+use rocket::{Data, State};
+
+use crate::db::{self, admins, Db};
+use crate::error::Error;
+use crate::token;
+
+const SESSION_COOKIE: &str = "kt_session";
+const CSRF_COOKIE: &str = "kt_csrf";
+
+/// A logged-in admin, whether or not they still must change their password.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub admin: admins::Admin,
+    /// Hash of this session's token, to end every session but this one.
+    pub token_hash: String,
+}
+
+impl Session {
+    /// Starts a session: a random token in a private cookie, its hash in the database.
+    pub async fn start(pool: &db::Pool, cookies: &CookieJar<'_>, admin_id: i64) -> Result<(), Error> {
+        let token = token::generate();
+        db::sessions::insert(pool, &token::hash(&token), admin_id).await?;
+        // Rocket makes added cookies HttpOnly, SameSite=Strict and, under TLS, Secure.
+        cookies.add_private(Cookie::build((SESSION_COOKIE, token)).http_only(true));
+        Ok(())
+    }
+
+    pub async fn end(&self, pool: &db::Pool, cookies: &CookieJar<'_>) -> Result<(), Error> {
+        db::sessions::delete(pool, &self.token_hash).await?;
+        cookies.remove_private(SESSION_COOKIE);
+        Ok(())
+    }
+}
+
+async fn lookup_session(req: &Request<'_>) -> Result<Option<Session>, Error> {
+    let Some(cookie) = req.cookies().get_private(SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let Some(pool) = req.rocket().state::<Db>() else {
+        return Err(Error::Internal("database not attached".into()));
+    };
+    let token_hash = token::hash(cookie.value());
+    let Some(admin_id) = db::sessions::touch(pool, &token_hash).await? else {
+        return Ok(None);
+    };
+    Ok(admins::find(pool, admin_id)
+        .await?
+        .map(|admin| Session { admin, token_hash }))
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Session {
+    type Error = Error;
+
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Error> {
+        // NOTE: cached so a page asking for the session twice reads the database once.
+        let cached = req
+            .local_cache_async(async {
+                lookup_session(req).await.unwrap_or_else(|e| {
+                    tracing::error!("session lookup failed: {e:?}");
+                    None
+                })
+            })
+            .await;
+        cached
+            .clone()
+            .or_error((Status::Unauthorized, Error::Unauthorized))
+    }
+}
+
+/// A logged-in admin who has chosen their own password: what every admin page requires.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Session);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Admin {
+    type Error = Error;
+
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Error> {
+        let session = try_outcome!(req.guard::<Session>().await);
+        if session.admin.must_change_password {
+            // The 428 catcher sends the admin to the change-password page.
+            return request::Outcome::Error((Status::PreconditionRequired, Error::Unauthorized));
+        }
+        request::Outcome::Success(Admin(session))
+    }
+}
+
+/// A Kodi box calling the API with its `Authorization: Bearer <token>`.
+#[derive(Debug, Clone, Copy)]
+pub struct Device {
+    pub id: i64,
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Device {
+    type Error = Error;
+
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Error> {
+        let unauthorized = (Status::Unauthorized, Error::Unauthorized);
+        let Some(bearer) = req
+            .headers()
+            .get_one("Authorization")
+            .and_then(|h| h.strip_prefix("Bearer "))
+        else {
+            return request::Outcome::Error(unauthorized);
+        };
+        let pool = try_outcome!(req
+            .guard::<&State<Db>>()
+            .await
+            .map_error(|_| (Status::InternalServerError, Error::Internal("no database".into()))));
+        // NOTE: looked up by hash, so the comparison never touches the secret itself.
+        match db::devices::authenticate(pool, &token::hash(bearer.trim())).await {
+            Ok(Some(id)) => request::Outcome::Success(Device { id }),
+            Ok(None) => request::Outcome::Error(unauthorized),
+            Err(e) => request::Outcome::Error((Status::InternalServerError, e.into())),
+        }
+    }
+}
+
+/// The anti-CSRF token of this browser, kept in a private cookie and echoed by every form.
+#[derive(Debug, Clone)]
+pub struct CsrfToken(pub String);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for CsrfToken {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Self::Error> {
+        let cookies = req.cookies();
+        let token = match cookies.get_private(CSRF_COOKIE) {
+            Some(cookie) => cookie.value().to_owned(),
+            None => {
+                let token = token::generate();
+                cookies.add_private(Cookie::build((CSRF_COOKIE, token.clone())).http_only(true));
+                token
+            }
+        };
+        request::Outcome::Success(CsrfToken(token))
+    }
+}
+
+/// A form that carries the anti-CSRF token.
+pub trait CsrfProtected {
+    fn csrf_token(&self) -> &str;
+}
+
+/// A form accepted only when its token matches this browser's private CSRF cookie.
+pub struct CsrfForm<T>(pub T);
+
+#[rocket::async_trait]
+impl<'r, T: FromForm<'r> + CsrfProtected + 'r> FromData<'r> for CsrfForm<T> {
+    type Error = Error;
+
+    async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> data::Outcome<'r, Self> {
+        let form = match Form::<T>::from_data(req, data).await {
+            data::Outcome::Success(form) => form.into_inner(),
+            data::Outcome::Error((status, errors)) => {
+                let message = errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return data::Outcome::Error((status, Error::BadRequest(message)));
+            }
+            data::Outcome::Forward(f) => return data::Outcome::Forward(f),
+        };
+        let expected = req.cookies().get_private(CSRF_COOKIE);
+        match expected {
+            Some(cookie) if token::constant_time_eq(cookie.value(), form.csrf_token()) => {
+                data::Outcome::Success(CsrfForm(form))
+            }
+            _ => data::Outcome::Error((Status::Forbidden, Error::Csrf)),
+        }
+    }
+}
+
+/// The address failures are counted against. Rocket's `ip_header` is off by default in
+/// `Rocket.toml`, so a client on the LAN cannot pick its own with `X-Real-IP`.
+pub fn client_key(req: &Request<'_>) -> String {
+    req.client_ip()
+        .map(|ip| format!("ip:{ip}"))
+        .unwrap_or_else(|| "ip:unknown".into())
+}
+
+/// The client address as a request guard, for handlers.
+pub struct ClientAddr(pub String);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for ClientAddr {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Self::Error> {
+        request::Outcome::Success(ClientAddr(client_key(req)))
+    }
+}

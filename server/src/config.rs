@@ -1,0 +1,117 @@
+//! Settings: Rocket's own (`Rocket.toml`, `ROCKET_*`) plus the app's, read from the same figment.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rand::RngCore;
+use rocket::figment::Figment;
+use serde::Deserialize;
+
+/// The app's settings; every one can be set in `Rocket.toml` or as `ROCKET_<NAME>`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AppConfig {
+    /// Folder for the generated secret key (and, by default, the database).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The script that makes a PIN a Kodi profile's lock code.
+    #[serde(default = "default_kodi_script")]
+    pub kodi_script: PathBuf,
+    /// Where every run of the script is recorded.
+    #[serde(default = "default_exec_log")]
+    pub exec_log: PathBuf,
+    /// Seconds a run of the script may take before it is killed.
+    #[serde(default = "default_delivery_timeout")]
+    pub delivery_timeout: u64,
+}
+
+fn default_data_dir() -> PathBuf {
+    "data".into()
+}
+fn default_kodi_script() -> PathBuf {
+    "scripts/execute-on-kodi_set-passwd-per-profile.sh".into()
+}
+fn default_exec_log() -> PathBuf {
+    "log/exec.log".into()
+}
+fn default_delivery_timeout() -> u64 {
+    60
+}
+
+/// Rocket's figment with what the app must settle before launch: the secret key (generated
+/// once into the data folder when none is configured, so sessions survive restarts) and the
+/// folder of the SQLite file (which SQLite will not create).
+pub fn prepare(figment: Figment) -> anyhow::Result<Figment> {
+    let app: AppConfig = figment.extract()?;
+    fs::create_dir_all(&app.data_dir)?;
+    if let Ok(url) = figment.extract_inner::<String>("databases.kodi_tickets.url") {
+        if let Some(dir) = sqlite_path(&url).and_then(|p| p.parent().map(Path::to_path_buf)) {
+            if !dir.as_os_str().is_empty() {
+                fs::create_dir_all(dir)?;
+            }
+        }
+    }
+    if figment.find_value("secret_key").is_ok() {
+        return Ok(figment);
+    }
+    let key = load_or_create_secret(&app.data_dir.join("secret.key"))?;
+    Ok(figment.merge(("secret_key", key)))
+}
+
+/// The file behind a `sqlite:` URL, if it names one.
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
+fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
+    if let Ok(existing) = fs::read_to_string(path) {
+        return Ok(existing.trim().to_owned());
+    }
+    let mut bytes = [0u8; 64];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let key = STANDARD.encode(bytes);
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(mut file) => {
+            file.write_all(key.as_bytes())?;
+            file.sync_all()?;
+            tracing::info!("generated a new secret key in {}", path.display());
+            Ok(key)
+        }
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok(fs::read_to_string(path)?.trim().to_owned())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        assert_eq!(sqlite_path("sqlite://data/k.db"), Some("data/k.db".into()));
+        assert_eq!(sqlite_path("sqlite:/tmp/x.db?mode=rwc"), Some("/tmp/x.db".into()));
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_path("postgres://x"), None);
+    }
+
+    #[test]
+    fn secret_is_created_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret.key");
+        let first = load_or_create_secret(&path).unwrap();
+        let second = load_or_create_secret(&path).unwrap();
+        assert_eq!(first, second);
+        assert_eq!(STANDARD.decode(first).unwrap().len(), 64);
+    }
+}

@@ -1,0 +1,119 @@
+//! The delivery outbox: one row per ticket whose PIN must reach Kodi.
+
+use super::{now, Pool};
+
+/// Seconds between retries while Kodi is busy (a profile session is in use).
+pub const BUSY_RETRY_SECS: i64 = 30;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Job {
+    pub id: i64,
+    pub ticket_id: i64,
+    pub profile_name: String,
+    pub lock_code: String,
+}
+
+pub async fn insert<'c, E>(executor: E, ticket_id: i64, at: i64) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+{
+    sqlx::query(
+        "INSERT INTO deliveries (ticket_id, method, status, next_attempt_at, created_at, updated_at)
+         VALUES (?1, 'local', 'pending', ?2, ?2, ?2)",
+    )
+    .bind(ticket_id)
+    .bind(at)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Claims the oldest due job, marking it running, in one statement.
+pub async fn claim_due(pool: &Pool) -> Result<Option<Job>, sqlx::Error> {
+    let t = now();
+    let claimed: Option<(i64,)> = sqlx::query_as(
+        "UPDATE deliveries SET status = 'running', attempts = attempts + 1, updated_at = ?1
+         WHERE id = (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?1
+                     ORDER BY next_attempt_at, id LIMIT 1)
+         RETURNING id",
+    )
+    .bind(t)
+    .fetch_optional(pool)
+    .await?;
+    let Some((id,)) = claimed else {
+        return Ok(None);
+    };
+    sqlx::query_as(
+        "SELECT d.id, d.ticket_id, p.name AS profile_name, t.lock_code
+         FROM deliveries d JOIN tickets t ON t.id = d.ticket_id JOIN profiles p ON p.id = t.profile_id
+         WHERE d.id = ?",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// When the next pending job falls due, if any.
+pub async fn next_due_at(pool: &Pool) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'")
+        .fetch_one(pool)
+        .await
+}
+
+pub enum Outcome {
+    Applied,
+    /// Kodi is in use; try again later.
+    Busy,
+    Failed,
+}
+
+pub async fn finish(
+    pool: &Pool,
+    id: i64,
+    outcome: Outcome,
+    exit_code: Option<i32>,
+    message: &str,
+) -> Result<(), sqlx::Error> {
+    let t = now();
+    let (status, next) = match outcome {
+        Outcome::Applied => ("applied", t),
+        Outcome::Busy => ("pending", t + BUSY_RETRY_SECS),
+        Outcome::Failed => ("failed", t),
+    };
+    sqlx::query(
+        "UPDATE deliveries SET status = ?, next_attempt_at = ?, last_exit_code = ?, last_message = ?,
+                updated_at = ? WHERE id = ?",
+    )
+    .bind(status)
+    .bind(next)
+    .bind(exit_code)
+    .bind(message)
+    .bind(t)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Queues a failed delivery again (the retry button); `false` if it was not failed.
+pub async fn retry(pool: &Pool, ticket_id: i64) -> Result<bool, sqlx::Error> {
+    let t = now();
+    let r = sqlx::query(
+        "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, updated_at = ?1
+         WHERE ticket_id = ?2 AND status = 'failed'",
+    )
+    .bind(t)
+    .bind(ticket_id)
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Jobs left running by a process that died are queued again at start-up.
+pub async fn requeue_interrupted(pool: &Pool) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query("UPDATE deliveries SET status = 'pending', updated_at = ? WHERE status = 'running'")
+        .bind(now())
+        .execute(pool)
+        .await?;
+    Ok(r.rows_affected())
+}

@@ -1,0 +1,64 @@
+//! Devices (Kodi boxes) and their API tokens. Only the SHA-256 of a token is stored.
+
+use super::{now, Pool};
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct Device {
+    pub id: i64,
+    pub name: String,
+    pub created_at: i64,
+    pub last_seen_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// Inserts a device; `None` when the name is taken.
+pub async fn insert(pool: &Pool, name: &str, token_hash: &str) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO devices (name, token_hash, created_at) VALUES (?, ?, ?)
+         ON CONFLICT (name) DO NOTHING RETURNING id",
+    )
+    .bind(name)
+    .bind(token_hash)
+    .bind(now())
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn list(pool: &Pool) -> Result<Vec<Device>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name, created_at, last_seen_at, revoked_at FROM devices
+         ORDER BY revoked_at IS NOT NULL, name COLLATE NOCASE",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// The id of the live device with this token hash, noting that it was seen.
+pub async fn authenticate(pool: &Pool, token_hash: &str) -> Result<Option<i64>, sqlx::Error> {
+    let t = now();
+    let id: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM devices WHERE token_hash = ? AND revoked_at IS NULL")
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await?;
+    if let Some(id) = id {
+        // NOTE: at most one write a minute per device keeps the API read-only when it is busy.
+        sqlx::query(
+            "UPDATE devices SET last_seen_at = ?1 WHERE id = ?2 AND coalesce(last_seen_at, 0) < ?1 - 60",
+        )
+        .bind(t)
+        .bind(id)
+        .execute(pool)
+        .await?;
+    }
+    Ok(id)
+}
+
+pub async fn revoke(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+        .bind(now())
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}

@@ -1,0 +1,55 @@
+//! The SQLite database: the pool, migrations and one module of queries per table.
+
+pub mod admins;
+pub mod deliveries;
+pub mod devices;
+pub mod profiles;
+pub mod sessions;
+pub mod tickets;
+
+use rocket::fairing::{self, AdHoc};
+use rocket::{Build, Rocket};
+use rocket_db_pools::Database;
+
+pub use sqlx::SqlitePool as Pool;
+
+#[derive(Database)]
+#[database("kodi_tickets")]
+pub struct Db(Pool);
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Current time in Unix seconds: the one clock of the server.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Brings a (possibly brand-new) database up to date: WAL journal, migrations, first admin.
+pub async fn prepare(pool: &Pool) -> Result<(), sqlx::Error> {
+    // NOTE: WAL lets pages read while a ticket is being written; it persists in the file.
+    sqlx::query("PRAGMA journal_mode = WAL").execute(pool).await?;
+    MIGRATOR.run(pool).await?;
+    admins::ensure_default(pool).await
+}
+
+/// Connects the pool, then prepares the database before the server takes requests.
+pub fn stage() -> AdHoc {
+    AdHoc::on_ignite("SQLite", |rocket| async {
+        rocket
+            .attach(Db::init())
+            .attach(AdHoc::try_on_ignite("SQLite migrations", migrate))
+    })
+}
+
+async fn migrate(rocket: Rocket<Build>) -> fairing::Result {
+    let Some(db) = Db::fetch(&rocket) else {
+        return Err(rocket);
+    };
+    match prepare(db).await {
+        Ok(()) => Ok(rocket),
+        Err(e) => {
+            tracing::error!("cannot prepare the database: {e}");
+            Err(rocket)
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Kodi profiles.
+
+use super::{now, Pool};
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct Profile {
+    pub id: i64,
+    pub name: String,
+}
+
+/// A profile with its ticket counts, for the list page.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct ProfileSummary {
+    pub id: i64,
+    pub name: String,
+    pub unused: i64,
+    pub in_use: i64,
+}
+
+pub async fn list(pool: &Pool) -> Result<Vec<ProfileSummary>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT p.id, p.name,
+                COUNT(t.id) FILTER (WHERE t.state = 'unused') AS unused,
+                COUNT(t.id) FILTER (WHERE t.state = 'in_use' AND t.expires_at > ?) AS in_use
+         FROM profiles p LEFT JOIN tickets t ON t.profile_id = p.id
+         GROUP BY p.id ORDER BY p.name COLLATE NOCASE",
+    )
+    .bind(now())
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn find(pool: &Pool, id: i64) -> Result<Option<Profile>, sqlx::Error> {
+    sqlx::query_as("SELECT id, name FROM profiles WHERE id = ?")
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Inserts a profile; `None` when the name is taken.
+pub async fn insert(pool: &Pool, name: &str) -> Result<Option<i64>, sqlx::Error> {
+    let t = now();
+    sqlx::query_scalar(
+        "INSERT INTO profiles (name, created_at, updated_at) VALUES (?, ?, ?)
+         ON CONFLICT (name) DO NOTHING RETURNING id",
+    )
+    .bind(name)
+    .bind(t)
+    .bind(t)
+    .fetch_optional(pool)
+    .await
+}
+
+pub enum Rename {
+    Done,
+    NotFound,
+    NameTaken,
+}
+
+pub async fn rename(pool: &Pool, id: i64, name: &str) -> Result<Rename, sqlx::Error> {
+    let result = sqlx::query("UPDATE profiles SET name = ?, updated_at = ? WHERE id = ?")
+        .bind(name)
+        .bind(now())
+        .bind(id)
+        .execute(pool)
+        .await;
+    match result {
+        Ok(r) if r.rows_affected() == 0 => Ok(Rename::NotFound),
+        Ok(_) => Ok(Rename::Done),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(Rename::NameTaken),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes a profile and, by cascade, its tickets; `false` when there was none.
+pub async fn delete(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM profiles WHERE id = ?")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}

@@ -1,0 +1,249 @@
+//! Applying PINs to Kodi: a worker drains the delivery outbox by running the Kodi script,
+//! recording every run in the execution log.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rocket::fairing::AdHoc;
+use rocket::tokio::sync::Notify;
+use rocket::tokio::{self, process::Command, time};
+use rocket_db_pools::Database;
+
+use crate::config::AppConfig;
+use crate::db::deliveries::{self, Job, Outcome};
+use crate::db::{self, Db};
+
+/// Exit code with which the script says "a profile session is in use, try later" (EX_TEMPFAIL).
+pub const EXIT_BUSY: i32 = 75;
+/// How much of the script's output is kept, from its end.
+const OUTPUT_TAIL: usize = 600;
+/// The worker looks at the outbox at least this often, e.g. for busy retries.
+const IDLE_POLL: Duration = Duration::from_secs(15);
+
+/// Wakes the worker when a delivery is queued, so a new ticket is applied at once.
+#[derive(Default, Clone)]
+pub struct Waker(Arc<Notify>);
+
+impl Waker {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+pub fn stage() -> AdHoc {
+    AdHoc::on_ignite("Delivery worker", |rocket| async {
+        rocket
+            .manage(Waker::default())
+            .attach(AdHoc::on_liftoff("Delivery worker", |rocket| {
+                Box::pin(async move {
+                    let pool = db::Pool::clone(Db::fetch(rocket).expect("database attached"));
+                    let config = rocket.state::<AppConfig>().expect("config managed").clone();
+                    let waker = rocket.state::<Waker>().expect("waker managed").clone();
+                    let shutdown = rocket.shutdown();
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = run_worker(pool, config, waker) => {}
+                            _ = shutdown => {}
+                        }
+                    });
+                })
+            }))
+    })
+}
+
+async fn run_worker(pool: db::Pool, config: AppConfig, waker: Waker) {
+    match deliveries::requeue_interrupted(&pool).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!("requeued {n} deliveries interrupted by a restart"),
+        Err(e) => tracing::error!("cannot requeue interrupted deliveries: {e}"),
+    }
+    loop {
+        match deliveries::claim_due(&pool).await {
+            Ok(Some(job)) => {
+                run_job(&pool, &config, job).await;
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!("cannot read the delivery outbox: {e}"),
+        }
+        let wait = match deliveries::next_due_at(&pool).await {
+            Ok(Some(due)) => Duration::from_secs((due - db::now()).clamp(1, 15) as u64),
+            _ => IDLE_POLL,
+        };
+        tokio::select! {
+            _ = waker.0.notified() => {}
+            _ = time::sleep(wait) => {}
+        }
+    }
+}
+
+async fn run_job(pool: &db::Pool, config: &AppConfig, job: Job) {
+    let run = run_script(config, &job).await;
+    let (outcome, message) = match run.exit_code {
+        Some(0) => (Outcome::Applied, "applied to Kodi".to_owned()),
+        Some(EXIT_BUSY) => (
+            Outcome::Busy,
+            "Kodi is in use; waiting for the session to end".to_owned(),
+        ),
+        _ => (Outcome::Failed, run.summary()),
+    };
+    append_exec_log(&config.exec_log, &job, &run);
+    if let Err(e) = deliveries::finish(pool, job.id, outcome, run.exit_code, &message).await {
+        tracing::error!("cannot record delivery {}: {e}", job.id);
+    }
+}
+
+struct Run {
+    command: String,
+    exit_code: Option<i32>,
+    duration: Duration,
+    output: String,
+    problem: Option<String>,
+}
+
+impl Run {
+    fn summary(&self) -> String {
+        match (&self.problem, self.exit_code) {
+            (Some(p), _) => p.clone(),
+            (None, Some(code)) => {
+                let last = self.output.lines().last().unwrap_or("").trim();
+                format!("the Kodi script failed (exit {code}): {last}")
+            }
+            (None, None) => "the Kodi script was killed".into(),
+        }
+    }
+}
+
+async fn run_script(config: &AppConfig, job: &Job) -> Run {
+    let script = &config.kodi_script;
+    let command = format!("{} {}:****", script.display(), job.profile_name);
+    let started = Instant::now();
+    let child = Command::new(script)
+        .arg(format!("{}:{}", job.profile_name, job.lock_code))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let finished = match child {
+        Err(e) => Err(format!("cannot run {}: {e}", script.display())),
+        Ok(child) => {
+            match time::timeout(Duration::from_secs(config.delivery_timeout), child.wait_with_output()).await {
+                Err(_) => Err(format!("the Kodi script timed out after {} s", config.delivery_timeout)),
+                Ok(Err(e)) => Err(format!("the Kodi script failed: {e}")),
+                Ok(Ok(output)) => Ok(output),
+            }
+        }
+    };
+    let duration = started.elapsed();
+    match finished {
+        Ok(output) => {
+            let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&output.stderr));
+            Run {
+                command,
+                exit_code: output.status.code(),
+                duration,
+                output: mask(&tail(&text), &job.lock_code),
+                problem: None,
+            }
+        }
+        Err(problem) => Run {
+            command,
+            exit_code: None,
+            duration,
+            output: String::new(),
+            problem: Some(problem),
+        },
+    }
+}
+
+fn tail(text: &str) -> String {
+    let text = text.trim_end();
+    let mut start = text.len().saturating_sub(OUTPUT_TAIL);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_owned()
+}
+
+/// Hides the PIN should the script ever print it.
+fn mask(text: &str, lock_code: &str) -> String {
+    text.replace(lock_code, "****")
+}
+
+/// One line per run. Every field written with `{:?}` escapes newlines and quotes, so no
+/// profile name or script output can forge a line of its own.
+fn log_line(job: &Job, run: &Run) -> String {
+    let at = crate::views::rfc3339(db::now());
+    let exit = run
+        .exit_code
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "none".into());
+    let output = run.problem.as_deref().unwrap_or(&run.output);
+    format!(
+        "{at} ticket={} delivery={} exit={exit} duration_ms={} command={:?} output={:?}\n",
+        job.ticket_id,
+        job.id,
+        run.duration.as_millis(),
+        run.command,
+        output
+    )
+}
+
+fn append_exec_log(path: &Path, job: &Job, run: &Run) {
+    let line = log_line(job, run);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let written = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        tracing::error!("cannot write the execution log {}: {e}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(name: &str) -> Job {
+        Job {
+            id: 7,
+            ticket_id: 3,
+            profile_name: name.into(),
+            lock_code: "0420".into(),
+        }
+    }
+
+    #[test]
+    fn log_lines_cannot_be_forged_by_names_or_output() {
+        let job = job("Kids\n2026-01-01T00:00:00Z ticket=1 exit=0");
+        let run = Run {
+            command: format!("script {}:****", job.profile_name),
+            exit_code: Some(1),
+            duration: Duration::from_millis(5),
+            output: "line one\nline two \"quoted\"".into(),
+            problem: None,
+        };
+        let line = log_line(&job, &run);
+        assert_eq!(line.matches('\n').count(), 1, "{line}");
+        assert!(line.ends_with('\n'));
+        assert!(line.contains("exit=1"));
+    }
+
+    #[test]
+    fn output_keeps_its_tail_and_hides_the_pin() {
+        let long = "x".repeat(2000) + "the end 0420";
+        let kept = mask(&tail(&long), "0420");
+        assert!(kept.len() <= OUTPUT_TAIL);
+        assert!(kept.ends_with("the end ****"));
+    }
+}

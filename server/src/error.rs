@@ -1,0 +1,105 @@
+//! The server's one error type and how each kind answers over HTTP.
+
+use kodi_tickets_protocol::ErrorBody;
+use rocket::http::{ContentType, Header, Status};
+use rocket::response::{self, Responder, Response};
+use rocket::Request;
+use rocket_dyn_templates::{context, Template};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    NotFoundMessage(String),
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("a valid device token is required (Authorization: Bearer ...)")]
+    Unauthorized,
+    #[error("the form has expired or did not come from this site; reload the page and try again")]
+    Csrf,
+    #[error("too many attempts; try again in {retry_after} seconds")]
+    RateLimited { retry_after: u64 },
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("internal error")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn status(&self) -> Status {
+        match self {
+            Error::NotFound | Error::NotFoundMessage(_) => Status::NotFound,
+            Error::PayloadTooLarge => Status::PayloadTooLarge,
+            Error::BadRequest(_) => Status::BadRequest,
+            Error::Conflict(_) => Status::Conflict,
+            Error::Unauthorized => Status::Unauthorized,
+            Error::Csrf => Status::Forbidden,
+            Error::RateLimited { .. } => Status::TooManyRequests,
+            Error::Database(_) | Error::Internal(_) => Status::InternalServerError,
+        }
+    }
+}
+
+/// `{"error": ...}` with the given status: the shape of every API error.
+pub fn json_error(status: Status, message: &str) -> (Status, (ContentType, String)) {
+    let body = serde_json::to_string(&ErrorBody {
+        error: message.to_owned(),
+    })
+    .expect("an error body always serializes");
+    (status, (ContentType::JSON, body))
+}
+
+/// The message a status gets when no handler said more.
+pub fn status_message(status: Status) -> &'static str {
+    match status.code {
+        400 => "the request is malformed",
+        401 => "a valid device token is required (Authorization: Bearer ...)",
+        403 => "forbidden",
+        404 => "not found",
+        413 => "the request body is too large",
+        422 => "the request body has the wrong shape",
+        429 => "too many attempts; slow down",
+        _ => status.reason().unwrap_or("error"),
+    }
+}
+
+/// True for requests answered with JSON rather than HTML.
+pub fn is_api(req: &Request<'_>) -> bool {
+    let path = req.uri().path();
+    path == "/api" || path.starts_with("/api/") || path == "/healthz"
+}
+
+impl<'r> Responder<'r, 'static> for Error {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        let status = self.status();
+        if status == Status::InternalServerError {
+            tracing::error!(error = ?self, path = %req.uri().path(), "request failed");
+        }
+        let message = self.to_string();
+        let mut response = if is_api(req) {
+            json_error(status, &message).respond_to(req)?
+        } else {
+            let page = Template::render(
+                "error",
+                context! { status: status.code, reason: status.reason(), message: &message },
+            );
+            Response::build_from(page.respond_to(req)?)
+                .status(status)
+                .finalize()
+        };
+        if let Error::RateLimited { retry_after } = self {
+            response.set_header(Header::new("Retry-After", retry_after.to_string()));
+        }
+        if let Error::Unauthorized = self {
+            response.set_header(Header::new("WWW-Authenticate", "Bearer"));
+        }
+        Ok(response)
+    }
+}

@@ -1,0 +1,54 @@
+//! Kodi Tickets server: the admin web pages, the tickets' database, the API for Kodi boxes and
+//! the worker that applies PINs to Kodi.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod delivery;
+pub mod error;
+pub mod headers;
+pub mod password;
+pub mod rate_limit;
+pub mod routes;
+pub mod sweeper;
+pub mod token;
+pub mod validate;
+pub mod views;
+
+use rocket::fairing::AdHoc;
+use rocket::figment::Figment;
+use rocket::{Build, Rocket};
+use rocket_dyn_templates::Template;
+
+use crate::config::AppConfig;
+
+/// The server as configured by `Rocket.toml` and `ROCKET_*` variables.
+pub fn rocket() -> anyhow::Result<Rocket<Build>> {
+    rocket_from(rocket::Config::figment())
+}
+
+/// The server built from a given figment (tests pass their own database and paths).
+pub fn rocket_from(figment: Figment) -> anyhow::Result<Rocket<Build>> {
+    let figment = config::prepare(figment)?;
+    Ok(rocket::custom(figment)
+        .attach(AdHoc::config::<AppConfig>())
+        .attach(Template::custom(|engines| {
+            engines.handlebars.set_strict_mode(true);
+        }))
+        .attach(headers::SecurityHeaders)
+        .attach(db::stage())
+        .attach(delivery::stage())
+        .attach(sweeper::stage())
+        .manage(rate_limit::Limiters::default())
+        .mount("/", routes::auth::routes())
+        .mount("/", routes::profiles::routes())
+        .mount("/", routes::tickets::routes())
+        .mount("/", routes::devices::routes())
+        .mount("/", routes::assets::routes())
+        .mount("/", routes::api::health_routes())
+        .mount("/api", routes::api::routes())
+        .register("/", routes::page_catchers())
+        .register("/api", routes::api_catchers())
+        .register("/healthz", routes::api_catchers()))
+}

@@ -1,0 +1,167 @@
+//! The API for the Kodi side. Every call needs a device token; every error is JSON.
+
+use kodi_tickets_protocol::{Health, LoginResponse, Ticket as TicketJson, TicketState};
+use rocket::data::{Data, Limits, ToByteUnit};
+use rocket::http::Status;
+use rocket::serde::json::Json;
+use rocket::{get, post, routes, Route, State};
+use serde_json::Value;
+
+use crate::auth::{ClientAddr, Device};
+use crate::db::tickets::Ticket;
+use crate::db::{self, Db};
+use crate::error::{Error, Result};
+use crate::rate_limit::Limiters;
+use crate::validate;
+use crate::views::rfc3339;
+
+pub fn routes() -> Vec<Route> {
+    routes![login, ticket]
+}
+
+pub fn health_routes() -> Vec<Route> {
+    routes![healthz]
+}
+
+/// The ticket as the API shows it (the Flask version's fields plus state and expiry).
+pub fn ticket_json(t: &Ticket, now: i64) -> TicketJson {
+    let state = t.state_at(now);
+    TicketJson {
+        id: t.id,
+        profile_id: t.profile_id,
+        profile_name: t.profile_name.clone(),
+        lock_code: t.lock_code.clone(),
+        length: t.length,
+        is_active: matches!(state, TicketState::Unused | TicketState::InUse),
+        used_at: t.used_at.map(rfc3339),
+        created_at: rfc3339(t.created_at),
+        state,
+        expires_at: t.expires_at.map(rfc3339),
+        remaining_seconds: t.remaining_seconds_at(now),
+    }
+}
+
+/// The PIN from a login body, or why the body is refused.
+pub fn parse_login(body: &str) -> Result<String> {
+    const SHAPE: &str = r#"the body must be JSON like {"lock_code": "1234"}"#;
+    let value: Value = serde_json::from_str(body).map_err(|_| Error::BadRequest(SHAPE.into()))?;
+    let object = value.as_object().ok_or_else(|| Error::BadRequest(SHAPE.into()))?;
+    match object.get("lock_code") {
+        None => Err(Error::BadRequest("lock_code is missing".into())),
+        Some(Value::String(code)) if validate::is_lock_code(code) => Ok(code.clone()),
+        Some(Value::String(_)) => Err(Error::BadRequest(
+            "lock_code must be exactly four digits, e.g. \"0420\"".into(),
+        )),
+        Some(_) => Err(Error::BadRequest(
+            "lock_code must be a string of four digits, e.g. \"0420\", not a number or other type".into(),
+        )),
+    }
+}
+
+/// Refuses a device or address that has guessed wrong too often.
+fn check_guessing(limiters: &Limiters, keys: &[&str]) -> Result<()> {
+    match keys.iter().filter_map(|k| limiters.pins.check(k).err()).max() {
+        Some(retry_after) => Err(Error::RateLimited { retry_after }),
+        None => Ok(()),
+    }
+}
+
+fn record_miss(limiters: &Limiters, keys: &[&str]) {
+    keys.iter().for_each(|k| limiters.pins.record_failure(k));
+}
+
+#[post("/login", data = "<body>")]
+async fn login(
+    device: Device,
+    client: ClientAddr,
+    body: Data<'_>,
+    limits: &Limits,
+    limiters: &State<Limiters>,
+    db: &Db,
+) -> Result<Json<LoginResponse>> {
+    let device_key = format!("device:{}", device.id);
+    let keys = [device_key.as_str(), client.0.as_str()];
+    check_guessing(limiters, &keys)?;
+    let limit = limits.get("json").unwrap_or(16.kibibytes());
+    let body = body.open(limit).into_string().await.map_err(|e| {
+        Error::BadRequest(format!("the body could not be read: {e}"))
+    })?;
+    if !body.is_complete() {
+        return Err(Error::PayloadTooLarge);
+    }
+    let lock_code = parse_login(&body)?;
+    let now = db::now();
+    let Some(t) = db::tickets::mark_used(db, &lock_code, now).await? else {
+        record_miss(limiters, &keys);
+        return Err(Error::NotFoundMessage("unknown or already used PIN".into()));
+    };
+    tracing::info!(ticket = t.id, profile = %t.profile_name, "ticket used");
+    let (used_at, expires_at) = (t.used_at.unwrap_or(now), t.expires_at.unwrap_or(now));
+    Ok(Json(LoginResponse {
+        success: true,
+        message: format!("Ticket accepted: {} minutes on {}", t.length, t.profile_name),
+        profile: t.profile_name,
+        length: t.length,
+        used_at: rfc3339(used_at),
+        expires_at: rfc3339(expires_at),
+    }))
+}
+
+#[get("/ticket/<lock_code>")]
+async fn ticket(
+    device: Device,
+    client: ClientAddr,
+    lock_code: &str,
+    limiters: &State<Limiters>,
+    db: &Db,
+) -> Result<Json<TicketJson>> {
+    let device_key = format!("device:{}", device.id);
+    let keys = [device_key.as_str(), client.0.as_str()];
+    check_guessing(limiters, &keys)?;
+    if !validate::is_lock_code(lock_code) {
+        return Err(Error::BadRequest("a PIN is exactly four digits, e.g. 0420".into()));
+    }
+    match db::tickets::find_by_code(db, lock_code).await? {
+        Some(t) => Ok(Json(ticket_json(&t, db::now()))),
+        None => {
+            record_miss(limiters, &keys);
+            Err(Error::NotFoundMessage("no ticket has this PIN".into()))
+        }
+    }
+}
+
+#[get("/healthz")]
+async fn healthz(db: &Db) -> (Status, Json<Health>) {
+    let ok = sqlx::query("SELECT 1").execute(&**db).await.is_ok();
+    let health = Health {
+        status: if ok { "ok" } else { "database unavailable" }.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let status = if ok { Status::Ok } else { Status::ServiceUnavailable };
+    (status, Json(health))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_bodies() {
+        assert_eq!(parse_login(r#"{"lock_code":"0420"}"#).unwrap(), "0420");
+        assert_eq!(parse_login(r#"{"lock_code":"1234","extra":1}"#).unwrap(), "1234");
+        for bad in [
+            r#"{"lock_code":1234}"#,
+            r#"{"lock_code":"12a4"}"#,
+            r#"{"lock_code":"12345"}"#,
+            r#"{"lock_code":null}"#,
+            r#"{"lock_code":["1234"]}"#,
+            r#"{}"#,
+            r#"["1234"]"#,
+            r#""1234""#,
+            "lock_code=1234",
+            "",
+        ] {
+            assert!(matches!(parse_login(bad), Err(Error::BadRequest(_))), "{bad}");
+        }
+    }
+}

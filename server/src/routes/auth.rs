@@ -1,0 +1,166 @@
+//! Logging in and out, and changing the password.
+
+use rocket::form::FromForm;
+use rocket::http::{CookieJar, Header, Status};
+use rocket::response::{Flash, Redirect, Responder};
+use rocket::{get, post, routes, uri, Route, State};
+use rocket_dyn_templates::Template;
+use serde::Serialize;
+
+use crate::auth::{ClientAddr, CsrfForm, CsrfProtected, Session};
+use crate::db::{admins, sessions, Db};
+use crate::error::Result;
+use crate::password;
+use crate::rate_limit::Limiters;
+use crate::views::{render, Chrome, Flash as FlashView};
+
+pub fn routes() -> Vec<Route> {
+    routes![index, login_page, login, logout, password_page, change_password]
+}
+
+#[get("/")]
+fn index() -> Redirect {
+    Redirect::to(uri!(super::profiles::list))
+}
+
+#[derive(Serialize)]
+struct LoginPage {
+    username: String,
+}
+
+#[get("/login")]
+fn login_page(chrome: Chrome) -> Template {
+    render("auth/login", "Log in", chrome, LoginPage { username: String::new() })
+}
+
+#[derive(FromForm)]
+struct LoginForm {
+    csrf_token: String,
+    #[field(validate = len(..=200))]
+    username: String,
+    #[field(validate = len(..=200))]
+    password: String,
+}
+
+impl CsrfProtected for LoginForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+/// The login page again, with an error and the right status (and `Retry-After` when throttled).
+struct LoginRefused {
+    page: (Status, Template),
+    retry_after: Option<u64>,
+}
+
+impl<'r> Responder<'r, 'static> for LoginRefused {
+    fn respond_to(self, req: &'r rocket::Request<'_>) -> rocket::response::Result<'static> {
+        let mut response = self.page.respond_to(req)?;
+        if let Some(seconds) = self.retry_after {
+            response.set_header(Header::new("Retry-After", seconds.to_string()));
+        }
+        Ok(response)
+    }
+}
+
+impl LoginRefused {
+    fn new(mut chrome: Chrome, status: Status, message: String, username: String, retry_after: Option<u64>) -> Self {
+        chrome.flash = Some(FlashView { kind: "danger", message });
+        LoginRefused {
+            page: (status, render("auth/login", "Log in", chrome, LoginPage { username })),
+            retry_after,
+        }
+    }
+}
+
+#[post("/login", data = "<form>")]
+async fn login(
+    form: CsrfForm<LoginForm>,
+    db: &Db,
+    cookies: &CookieJar<'_>,
+    limiters: &State<Limiters>,
+    client: ClientAddr,
+    chrome: Chrome,
+) -> Result<std::result::Result<Redirect, LoginRefused>> {
+    let LoginForm { username, password, .. } = form.0;
+    let user_key = format!("user:{}", username.to_lowercase());
+    let keys = [user_key.as_str(), client.0.as_str()];
+    if let Some(wait) = keys.iter().filter_map(|k| limiters.logins.check(k).err()).max() {
+        let message = format!("Too many failed logins. Try again in {wait} seconds.");
+        return Ok(Err(LoginRefused::new(chrome, Status::TooManyRequests, message, username, Some(wait))));
+    }
+    let admin = admins::find_by_username(db, &username).await?;
+    let ok = password::verify(password, admin.as_ref().map(|a| a.password_hash.clone())).await;
+    let Some(admin) = admin.filter(|_| ok) else {
+        keys.iter().for_each(|k| limiters.logins.record_failure(k));
+        let message = "Wrong user name or password.".to_owned();
+        return Ok(Err(LoginRefused::new(chrome, Status::Unauthorized, message, username, None)));
+    };
+    limiters.logins.clear(&user_key);
+    Session::start(db, cookies, admin.id).await?;
+    tracing::info!(admin = %admin.username, "admin logged in");
+    Ok(Ok(if admin.must_change_password {
+        Redirect::to(uri!(password_page))
+    } else {
+        Redirect::to(uri!(super::profiles::list))
+    }))
+}
+
+#[post("/logout", data = "<_form>")]
+async fn logout(_form: CsrfForm<super::PlainForm>, session: Session, db: &Db, cookies: &CookieJar<'_>) -> Result<Flash<Redirect>> {
+    session.end(db, cookies).await?;
+    Ok(Flash::success(Redirect::to(uri!(login_page)), "You are logged out."))
+}
+
+#[derive(Serialize)]
+struct PasswordPage {
+    must_change: bool,
+    min_length: usize,
+}
+
+#[get("/password")]
+fn password_page(session: Session, chrome: Chrome) -> Template {
+    let page = PasswordPage {
+        must_change: session.admin.must_change_password,
+        min_length: password::MIN_LENGTH,
+    };
+    render("auth/password", "Change password", chrome, page)
+}
+
+#[derive(FromForm)]
+struct PasswordForm {
+    csrf_token: String,
+    #[field(validate = len(..=200))]
+    current_password: String,
+    #[field(validate = len(..=200))]
+    new_password: String,
+    #[field(validate = len(..=200))]
+    confirm_password: String,
+}
+
+impl CsrfProtected for PasswordForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+#[post("/password", data = "<form>")]
+async fn change_password(form: CsrfForm<PasswordForm>, session: Session, db: &Db) -> Result<Flash<Redirect>> {
+    let form = form.0;
+    let back = |message: String| Flash::error(Redirect::to(uri!(password_page)), message);
+    if !password::verify(form.current_password, Some(session.admin.password_hash.clone())).await {
+        return Ok(back("The current password is wrong.".into()));
+    }
+    if let Err(why) = password::check_new(&form.new_password, &form.confirm_password) {
+        return Ok(back(format!("Not changed: {why}.")));
+    }
+    let hash = password::hash(form.new_password).await?;
+    admins::set_password(db, &session.admin.username, &hash, false).await?;
+    sessions::delete_others(db, session.admin.id, Some(&session.token_hash)).await?;
+    tracing::info!(admin = %session.admin.username, "admin changed their password");
+    Ok(Flash::success(
+        Redirect::to(uri!(super::profiles::list)),
+        "Password changed. Every other session of yours has been logged out.",
+    ))
+}

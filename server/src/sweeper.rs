@@ -1,0 +1,38 @@
+//! Marks running tickets expired when their time is up, so their PINs become free again.
+
+use std::time::Duration;
+
+use rocket::fairing::AdHoc;
+use rocket::tokio::{self, time};
+use rocket_db_pools::Database;
+
+use crate::db::{self, Db};
+
+const PERIOD: Duration = Duration::from_secs(15);
+
+pub fn stage() -> AdHoc {
+    AdHoc::on_liftoff("Expiry sweeper", |rocket| {
+        Box::pin(async move {
+            let pool = db::Pool::clone(Db::fetch(rocket).expect("database attached"));
+            let shutdown = rocket.shutdown();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = sweep_forever(pool) => {}
+                    _ = shutdown => {}
+                }
+            });
+        })
+    })
+}
+
+async fn sweep_forever(pool: db::Pool) {
+    let mut ticks = time::interval(PERIOD);
+    loop {
+        ticks.tick().await;
+        match db::tickets::expire_due(&pool, db::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("{n} ticket(s) expired"),
+            Err(e) => tracing::error!("cannot expire tickets: {e}"),
+        }
+    }
+}
