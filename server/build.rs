@@ -23,7 +23,9 @@ fn main() {
     let lock = manifest_dir.join("assets/package-lock.json");
     let stamp = npm_dir.join("package-lock.json");
     let up_to_date = fs::read(&stamp).ok() == fs::read(&lock).ok()
-        && ASSETS.iter().all(|a| npm_dir.join("node_modules").join(a).exists());
+        && ASSETS
+            .iter()
+            .all(|a| npm_dir.join("node_modules").join(a).exists());
     if !up_to_date {
         install(&manifest_dir.join("assets"), &npm_dir);
     }
@@ -39,7 +41,11 @@ fn install(assets: &Path, npm_dir: &Path) {
         .status();
     match status {
         Ok(s) if s.success() => {}
-        Ok(s) => panic!("`npm ci` for the embedded Bootstrap failed ({s}); is the npm registry reachable?"),
-        Err(e) => panic!("cannot run `npm` to fetch the embedded Bootstrap ({e}); install Node.js and npm"),
+        Ok(s) => panic!(
+            "`npm ci` for the embedded Bootstrap failed ({s}); is the npm registry reachable?"
+        ),
+        Err(e) => panic!(
+            "cannot run `npm` to fetch the embedded Bootstrap ({e}); install Node.js and npm"
+        ),
     }
 }

@@ -24,7 +24,11 @@ pub struct Session {
 
 impl Session {
     /// Starts a session: a random token in a private cookie, its hash in the database.
-    pub async fn start(pool: &db::Pool, cookies: &CookieJar<'_>, admin_id: i64) -> Result<(), Error> {
+    pub async fn start(
+        pool: &db::Pool,
+        cookies: &CookieJar<'_>,
+        admin_id: i64,
+    ) -> Result<(), Error> {
         let token = token::generate();
         db::sessions::insert(pool, &token::hash(&token), admin_id).await?;
         // Rocket makes added cookies HttpOnly, SameSite=Strict and, under TLS, Secure.
@@ -112,10 +116,10 @@ impl<'r> FromRequest<'r> for Device {
         else {
             return request::Outcome::Error(unauthorized);
         };
-        let pool = try_outcome!(req
-            .guard::<&State<Db>>()
-            .await
-            .map_error(|_| (Status::InternalServerError, Error::Internal("no database".into()))));
+        let pool = try_outcome!(req.guard::<&State<Db>>().await.map_error(|_| (
+            Status::InternalServerError,
+            Error::Internal("no database".into())
+        )));
         // NOTE: looked up by hash, so the comparison never touches the secret itself.
         match db::devices::authenticate(pool, &token::hash(bearer.trim())).await {
             Ok(Some(id)) => request::Outcome::Success(Device { id }),

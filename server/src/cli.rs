@@ -45,7 +45,9 @@ async fn database() -> anyhow::Result<crate::db::Pool> {
 
 pub async fn device_add(name: &str) -> anyhow::Result<()> {
     let pool = database().await?;
-    let (name, token) = routes::devices::add(&pool, name).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (name, token) = routes::devices::add(&pool, name)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     eprintln!("device “{name}” added; its token (shown only now):");
     println!("{token}");
     Ok(())
@@ -60,7 +62,9 @@ pub async fn admin_set_password(username: &str) -> anyhow::Result<()> {
     }
     let username = crate::validate::name(username, "user").map_err(|e| anyhow::anyhow!(e))?;
     let pool = database().await?;
-    let hash = password::hash(new.to_owned()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hash = password::hash(new.to_owned())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let id = admins::set_password(&pool, &username, &hash, false).await?;
     sessions::delete_others(&pool, id, None).await?;
     eprintln!("password of “{username}” set; their sessions were logged out");

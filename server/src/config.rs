@@ -62,7 +62,9 @@ pub fn prepare(figment: Figment) -> anyhow::Result<Figment> {
 
 /// The file behind a `sqlite:` URL, if it names one.
 fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
@@ -100,7 +102,10 @@ mod tests {
     #[test]
     fn sqlite_urls_name_their_file() {
         assert_eq!(sqlite_path("sqlite://data/k.db"), Some("data/k.db".into()));
-        assert_eq!(sqlite_path("sqlite:/tmp/x.db?mode=rwc"), Some("/tmp/x.db".into()));
+        assert_eq!(
+            sqlite_path("sqlite:/tmp/x.db?mode=rwc"),
+            Some("/tmp/x.db".into())
+        );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("postgres://x"), None);
     }

@@ -132,8 +132,16 @@ async fn run_script(config: &AppConfig, job: &Job) -> Run {
     let finished = match child {
         Err(e) => Err(format!("cannot run {}: {e}", script.display())),
         Ok(child) => {
-            match time::timeout(Duration::from_secs(config.delivery_timeout), child.wait_with_output()).await {
-                Err(_) => Err(format!("the Kodi script timed out after {} s", config.delivery_timeout)),
+            match time::timeout(
+                Duration::from_secs(config.delivery_timeout),
+                child.wait_with_output(),
+            )
+            .await
+            {
+                Err(_) => Err(format!(
+                    "the Kodi script timed out after {} s",
+                    config.delivery_timeout
+                )),
                 Ok(Err(e)) => Err(format!("the Kodi script failed: {e}")),
                 Ok(Ok(output)) => Ok(output),
             }

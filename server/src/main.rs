@@ -7,7 +7,9 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> ExitCode {
     // Rocket logs through `log`; this subscriber takes both, filtered by RUST_LOG.
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -2,7 +2,9 @@
 
 use std::sync::OnceLock;
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 
 use crate::error::{Error, Result};
@@ -59,10 +61,14 @@ pub fn check_new(new: &str, confirm: &str) -> Result<(), String> {
         return Err("the two new passwords differ".into());
     }
     if chars < MIN_LENGTH {
-        return Err(format!("the new password needs at least {MIN_LENGTH} characters"));
+        return Err(format!(
+            "the new password needs at least {MIN_LENGTH} characters"
+        ));
     }
     if chars > MAX_LENGTH {
-        return Err(format!("the new password may have at most {MAX_LENGTH} characters"));
+        return Err(format!(
+            "the new password may have at most {MAX_LENGTH} characters"
+        ));
     }
     if new == crate::db::admins::DEFAULT_PASSWORD {
         return Err("choose a password other than the default one".into());

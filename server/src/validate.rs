@@ -12,9 +12,14 @@ pub fn name(raw: &str, what: &str) -> Result<String, String> {
         return Err(format!("the {what} name is required"));
     }
     if name.chars().count() > NAME_MAX_CHARS {
-        return Err(format!("the {what} name may have at most {NAME_MAX_CHARS} characters"));
+        return Err(format!(
+            "the {what} name may have at most {NAME_MAX_CHARS} characters"
+        ));
     }
-    if name.chars().any(|c| c.is_control() || matches!(c, ':' | '/' | '\\')) {
+    if name
+        .chars()
+        .any(|c| c.is_control() || matches!(c, ':' | '/' | '\\'))
+    {
         return Err(format!(
             "the {what} name may not contain control characters, ':', '/' or '\\'"
         ));
@@ -24,7 +29,9 @@ pub fn name(raw: &str, what: &str) -> Result<String, String> {
 
 /// A ticket length in whole minutes, 1 to 1440.
 pub fn length(raw: &str) -> Result<i64, String> {
-    let message = || format!("the length must be a whole number of minutes from {LENGTH_MIN} to {LENGTH_MAX}");
+    let message = || {
+        format!("the length must be a whole number of minutes from {LENGTH_MIN} to {LENGTH_MAX}")
+    };
     let minutes: i64 = raw.trim().parse().map_err(|_| message())?;
     if (LENGTH_MIN..=LENGTH_MAX).contains(&minutes) {
         Ok(minutes)

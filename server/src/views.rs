@@ -43,7 +43,11 @@ impl<'r> FromRequest<'r> for Chrome {
             .succeeded()
             .flatten()
             .map(|f| Flash {
-                kind: if f.kind() == "success" { "success" } else { "danger" },
+                kind: if f.kind() == "success" {
+                    "success"
+                } else {
+                    "danger"
+                },
                 message: f.message().to_owned(),
             });
         request::Outcome::Success(Chrome {
@@ -74,7 +78,9 @@ pub fn rfc3339(unix: i64) -> String {
 /// Human time: `2026-11-27 15:40 UTC`.
 pub fn human_time(unix: i64) -> String {
     datetime(unix)
-        .format(format_description!("[year]-[month]-[day] [hour]:[minute] UTC"))
+        .format(format_description!(
+            "[year]-[month]-[day] [hour]:[minute] UTC"
+        ))
         .unwrap_or_default()
 }
 

@@ -25,10 +25,12 @@ pub async fn find_by_username(pool: &Pool, username: &str) -> Result<Option<Admi
 }
 
 pub async fn find(pool: &Pool, id: i64) -> Result<Option<Admin>, sqlx::Error> {
-    sqlx::query_as("SELECT id, username, password_hash, must_change_password FROM admins WHERE id = ?")
-        .bind(id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(
+        "SELECT id, username, password_hash, must_change_password FROM admins WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
 }
 
 /// Creates `admin`/`admin123` when there is no admin at all (first start).
@@ -83,6 +85,7 @@ pub async fn set_password(
     .bind(password_hash)
     .bind(must_change)
     .bind(t)
-    .fetch_one(pool)
+    .fetch_all(pool)
     .await
+    .and_then(super::only)
 }

@@ -38,8 +38,9 @@ pub async fn claim_due(pool: &Pool) -> Result<Option<Job>, sqlx::Error> {
          RETURNING id",
     )
     .bind(t)
-    .fetch_optional(pool)
-    .await?;
+    .fetch_all(pool)
+    .await
+    .map(super::first)?;
     let Some((id,)) = claimed else {
         return Ok(None);
     };
@@ -111,9 +112,11 @@ pub async fn retry(pool: &Pool, ticket_id: i64) -> Result<bool, sqlx::Error> {
 
 /// Jobs left running by a process that died are queued again at start-up.
 pub async fn requeue_interrupted(pool: &Pool) -> Result<u64, sqlx::Error> {
-    let r = sqlx::query("UPDATE deliveries SET status = 'pending', updated_at = ? WHERE status = 'running'")
-        .bind(now())
-        .execute(pool)
-        .await?;
+    let r = sqlx::query(
+        "UPDATE deliveries SET status = 'pending', updated_at = ? WHERE status = 'running'",
+    )
+    .bind(now())
+    .execute(pool)
+    .await?;
     Ok(r.rows_affected())
 }

@@ -20,8 +20,9 @@ pub async fn insert(pool: &Pool, name: &str, token_hash: &str) -> Result<Option<
     .bind(name)
     .bind(token_hash)
     .bind(now())
-    .fetch_optional(pool)
+    .fetch_all(pool)
     .await
+    .map(super::first)
 }
 
 pub async fn list(pool: &Pool) -> Result<Vec<Device>, sqlx::Error> {

@@ -19,6 +19,20 @@ pub struct Db(Pool);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
+/// The first row of a statement with `RETURNING`, read with `fetch_all`.
+///
+/// NOTE: `fetch_optional`/`fetch_one` stop stepping after the first row, and SQLite commits an
+/// implicit transaction only when the statement completes: until then other connections of
+/// the pool do not see the write. Reading every row completes the statement.
+pub fn first<T>(rows: Vec<T>) -> Option<T> {
+    rows.into_iter().next()
+}
+
+/// The one row of a statement with `RETURNING` that always returns one; see [`first`].
+pub fn only<T>(rows: Vec<T>) -> Result<T, sqlx::Error> {
+    first(rows).ok_or(sqlx::Error::RowNotFound)
+}
+
 /// Current time in Unix seconds: the one clock of the server.
 pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
@@ -27,7 +41,9 @@ pub fn now() -> i64 {
 /// Brings a (possibly brand-new) database up to date: WAL journal, migrations, first admin.
 pub async fn prepare(pool: &Pool) -> Result<(), sqlx::Error> {
     // NOTE: WAL lets pages read while a ticket is being written; it persists in the file.
-    sqlx::query("PRAGMA journal_mode = WAL").execute(pool).await?;
+    sqlx::query("PRAGMA journal_mode = WAL")
+        .execute(pool)
+        .await?;
     MIGRATOR.run(pool).await?;
     admins::ensure_default(pool).await
 }

@@ -47,8 +47,9 @@ pub async fn insert(pool: &Pool, name: &str) -> Result<Option<i64>, sqlx::Error>
     .bind(name)
     .bind(t)
     .bind(t)
-    .fetch_optional(pool)
+    .fetch_all(pool)
     .await
+    .map(super::first)
 }
 
 pub enum Rename {

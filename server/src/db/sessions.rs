@@ -4,23 +4,28 @@ use super::{now, Pool};
 
 pub async fn insert(pool: &Pool, token_hash: &str, admin_id: i64) -> Result<(), sqlx::Error> {
     let t = now();
-    sqlx::query("INSERT INTO sessions (token_hash, admin_id, created_at, last_seen_at) VALUES (?, ?, ?, ?)")
-        .bind(token_hash)
-        .bind(admin_id)
-        .bind(t)
-        .bind(t)
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, admin_id, created_at, last_seen_at) VALUES (?, ?, ?, ?)",
+    )
+    .bind(token_hash)
+    .bind(admin_id)
+    .bind(t)
+    .bind(t)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
 /// The admin id of a live session, refreshing its last-seen time.
 pub async fn touch(pool: &Pool, token_hash: &str) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar("UPDATE sessions SET last_seen_at = ? WHERE token_hash = ? RETURNING admin_id")
-        .bind(now())
-        .bind(token_hash)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_scalar(
+        "UPDATE sessions SET last_seen_at = ? WHERE token_hash = ? RETURNING admin_id",
+    )
+    .bind(now())
+    .bind(token_hash)
+    .fetch_all(pool)
+    .await
+    .map(super::first)
 }
 
 pub async fn delete(pool: &Pool, token_hash: &str) -> Result<(), sqlx::Error> {
@@ -32,7 +37,11 @@ pub async fn delete(pool: &Pool, token_hash: &str) -> Result<(), sqlx::Error> {
 }
 
 /// Ends every session of an admin except `keep` (the one changing the password).
-pub async fn delete_others(pool: &Pool, admin_id: i64, keep: Option<&str>) -> Result<(), sqlx::Error> {
+pub async fn delete_others(
+    pool: &Pool,
+    admin_id: i64,
+    keep: Option<&str>,
+) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM sessions WHERE admin_id = ? AND token_hash IS NOT ?")
         .bind(admin_id)
         .bind(keep)

@@ -46,7 +46,10 @@ const SELECT: &str = "SELECT t.id, t.profile_id, p.name AS profile_name, t.lock_
     LEFT JOIN deliveries d ON d.ticket_id = t.id";
 
 pub enum Created {
-    Ticket { id: i64, lock_code: String },
+    Ticket {
+        id: i64,
+        lock_code: String,
+    },
     /// Every one of the 10,000 codes belongs to a live ticket.
     NoFreeCode,
     ProfileNotFound,
@@ -57,7 +60,12 @@ pub enum Created {
 ///
 /// `draw` is a random number from a CSPRNG; the statement takes it modulo the number of free
 /// codes, so the choice is uniform and the cost does not grow as codes run out.
-pub async fn insert(pool: &Pool, profile_id: i64, length: i64, draw: u32) -> Result<Created, sqlx::Error> {
+pub async fn insert(
+    pool: &Pool,
+    profile_id: i64,
+    length: i64,
+    draw: u32,
+) -> Result<Created, sqlx::Error> {
     let t = now();
     let mut tx = pool.begin().await?;
     // NOTE: the first statement writes, so SQLite takes the write lock before reading the
@@ -86,8 +94,9 @@ pub async fn insert(pool: &Pool, profile_id: i64, length: i64, draw: u32) -> Res
     .bind(length)
     .bind(t)
     .bind(i64::from(draw))
-    .fetch_optional(&mut *tx)
-    .await?;
+    .fetch_all(&mut *tx)
+    .await
+    .map(super::first)?;
     let Some((id, lock_code)) = row else {
         return Ok(Created::NoFreeCode);
     };
@@ -101,24 +110,31 @@ pub async fn expire_due<'c, E>(executor: E, at: i64) -> Result<u64, sqlx::Error>
 where
     E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
 {
-    let r = sqlx::query("UPDATE tickets SET state = 'expired' WHERE state = 'in_use' AND expires_at <= ?")
-        .bind(at)
-        .execute(executor)
-        .await?;
+    let r = sqlx::query(
+        "UPDATE tickets SET state = 'expired' WHERE state = 'in_use' AND expires_at <= ?",
+    )
+    .bind(at)
+    .execute(executor)
+    .await?;
     Ok(r.rows_affected())
 }
 
 /// Marks the unused ticket with this PIN as used at `at`, in one statement: of any number of
 /// racing calls exactly one succeeds.
-pub async fn mark_used(pool: &Pool, lock_code: &str, at: i64) -> Result<Option<Ticket>, sqlx::Error> {
+pub async fn mark_used(
+    pool: &Pool,
+    lock_code: &str,
+    at: i64,
+) -> Result<Option<Ticket>, sqlx::Error> {
     let id: Option<i64> = sqlx::query_scalar(
         "UPDATE tickets SET state = 'in_use', used_at = ?1, expires_at = ?1 + length * 60
          WHERE lock_code = ?2 AND state = 'unused' RETURNING id",
     )
     .bind(at)
     .bind(lock_code)
-    .fetch_optional(pool)
-    .await?;
+    .fetch_all(pool)
+    .await
+    .map(super::first)?;
     match id {
         Some(id) => find(pool, id).await,
         None => Ok(None),
@@ -145,10 +161,12 @@ pub async fn find_by_code(pool: &Pool, lock_code: &str) -> Result<Option<Ticket>
 
 /// A profile's tickets, newest first.
 pub async fn list_for_profile(pool: &Pool, profile_id: i64) -> Result<Vec<Ticket>, sqlx::Error> {
-    sqlx::query_as(&format!("{SELECT} WHERE t.profile_id = ? ORDER BY t.id DESC"))
-        .bind(profile_id)
-        .fetch_all(pool)
-        .await
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE t.profile_id = ? ORDER BY t.id DESC"
+    ))
+    .bind(profile_id)
+    .fetch_all(pool)
+    .await
 }
 
 pub async fn delete(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {

@@ -45,7 +45,9 @@ pub fn ticket_json(t: &Ticket, now: i64) -> TicketJson {
 pub fn parse_login(body: &str) -> Result<String> {
     const SHAPE: &str = r#"the body must be JSON like {"lock_code": "1234"}"#;
     let value: Value = serde_json::from_str(body).map_err(|_| Error::BadRequest(SHAPE.into()))?;
-    let object = value.as_object().ok_or_else(|| Error::BadRequest(SHAPE.into()))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| Error::BadRequest(SHAPE.into()))?;
     match object.get("lock_code") {
         None => Err(Error::BadRequest("lock_code is missing".into())),
         Some(Value::String(code)) if validate::is_lock_code(code) => Ok(code.clone()),
@@ -53,14 +55,19 @@ pub fn parse_login(body: &str) -> Result<String> {
             "lock_code must be exactly four digits, e.g. \"0420\"".into(),
         )),
         Some(_) => Err(Error::BadRequest(
-            "lock_code must be a string of four digits, e.g. \"0420\", not a number or other type".into(),
+            "lock_code must be a string of four digits, e.g. \"0420\", not a number or other type"
+                .into(),
         )),
     }
 }
 
 /// Refuses a device or address that has guessed wrong too often.
 fn check_guessing(limiters: &Limiters, keys: &[&str]) -> Result<()> {
-    match keys.iter().filter_map(|k| limiters.pins.check(k).err()).max() {
+    match keys
+        .iter()
+        .filter_map(|k| limiters.pins.check(k).err())
+        .max()
+    {
         Some(retry_after) => Err(Error::RateLimited { retry_after }),
         None => Ok(()),
     }
@@ -83,9 +90,11 @@ async fn login(
     let keys = [device_key.as_str(), client.0.as_str()];
     check_guessing(limiters, &keys)?;
     let limit = limits.get("json").unwrap_or(16.kibibytes());
-    let body = body.open(limit).into_string().await.map_err(|e| {
-        Error::BadRequest(format!("the body could not be read: {e}"))
-    })?;
+    let body = body
+        .open(limit)
+        .into_string()
+        .await
+        .map_err(|e| Error::BadRequest(format!("the body could not be read: {e}")))?;
     if !body.is_complete() {
         return Err(Error::PayloadTooLarge);
     }
@@ -99,7 +108,10 @@ async fn login(
     let (used_at, expires_at) = (t.used_at.unwrap_or(now), t.expires_at.unwrap_or(now));
     Ok(Json(LoginResponse {
         success: true,
-        message: format!("Ticket accepted: {} minutes on {}", t.length, t.profile_name),
+        message: format!(
+            "Ticket accepted: {} minutes on {}",
+            t.length, t.profile_name
+        ),
         profile: t.profile_name,
         length: t.length,
         used_at: rfc3339(used_at),
@@ -119,7 +131,9 @@ async fn ticket(
     let keys = [device_key.as_str(), client.0.as_str()];
     check_guessing(limiters, &keys)?;
     if !validate::is_lock_code(lock_code) {
-        return Err(Error::BadRequest("a PIN is exactly four digits, e.g. 0420".into()));
+        return Err(Error::BadRequest(
+            "a PIN is exactly four digits, e.g. 0420".into(),
+        ));
     }
     match db::tickets::find_by_code(db, lock_code).await? {
         Some(t) => Ok(Json(ticket_json(&t, db::now()))),
@@ -137,7 +151,11 @@ async fn healthz(db: &Db) -> (Status, Json<Health>) {
         status: if ok { "ok" } else { "database unavailable" }.into(),
         version: env!("CARGO_PKG_VERSION").into(),
     };
-    let status = if ok { Status::Ok } else { Status::ServiceUnavailable };
+    let status = if ok {
+        Status::Ok
+    } else {
+        Status::ServiceUnavailable
+    };
     (status, Json(health))
 }
 
@@ -148,7 +166,10 @@ mod tests {
     #[test]
     fn login_bodies() {
         assert_eq!(parse_login(r#"{"lock_code":"0420"}"#).unwrap(), "0420");
-        assert_eq!(parse_login(r#"{"lock_code":"1234","extra":1}"#).unwrap(), "1234");
+        assert_eq!(
+            parse_login(r#"{"lock_code":"1234","extra":1}"#).unwrap(),
+            "1234"
+        );
         for bad in [
             r#"{"lock_code":1234}"#,
             r#"{"lock_code":"12a4"}"#,
@@ -161,7 +182,10 @@ mod tests {
             "lock_code=1234",
             "",
         ] {
-            assert!(matches!(parse_login(bad), Err(Error::BadRequest(_))), "{bad}");
+            assert!(
+                matches!(parse_login(bad), Err(Error::BadRequest(_))),
+                "{bad}"
+            );
         }
     }
 }

@@ -15,13 +15,19 @@ macro_rules! npm_asset {
 
 fn lookup(name: &str) -> Option<(ContentType, &'static [u8])> {
     Some(match name {
-        "bootstrap.min.css" => (ContentType::CSS, npm_asset!("bootstrap/dist/css/bootstrap.min.css")),
+        "bootstrap.min.css" => (
+            ContentType::CSS,
+            npm_asset!("bootstrap/dist/css/bootstrap.min.css"),
+        ),
         "bootstrap.bundle.min.js" => (
             ContentType::JavaScript,
             npm_asset!("bootstrap/dist/js/bootstrap.bundle.min.js"),
         ),
         "app.css" => (ContentType::CSS, include_bytes!("../../assets/app.css")),
-        "app.js" => (ContentType::JavaScript, include_bytes!("../../assets/app.js")),
+        "app.js" => (
+            ContentType::JavaScript,
+            include_bytes!("../../assets/app.js"),
+        ),
         _ => return None,
     })
 }

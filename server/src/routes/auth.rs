@@ -15,7 +15,14 @@ use crate::rate_limit::Limiters;
 use crate::views::{render, Chrome, Flash as FlashView};
 
 pub fn routes() -> Vec<Route> {
-    routes![index, login_page, login, logout, password_page, change_password]
+    routes![
+        index,
+        login_page,
+        login,
+        logout,
+        password_page,
+        change_password
+    ]
 }
 
 #[get("/")]
@@ -30,7 +37,14 @@ struct LoginPage {
 
 #[get("/login")]
 fn login_page(chrome: Chrome) -> Template {
-    render("auth/login", "Log in", chrome, LoginPage { username: String::new() })
+    render(
+        "auth/login",
+        "Log in",
+        chrome,
+        LoginPage {
+            username: String::new(),
+        },
+    )
 }
 
 #[derive(FromForm)]
@@ -65,10 +79,22 @@ impl<'r> Responder<'r, 'static> for LoginRefused {
 }
 
 impl LoginRefused {
-    fn new(mut chrome: Chrome, status: Status, message: String, username: String, retry_after: Option<u64>) -> Self {
-        chrome.flash = Some(FlashView { kind: "danger", message });
+    fn new(
+        mut chrome: Chrome,
+        status: Status,
+        message: String,
+        username: String,
+        retry_after: Option<u64>,
+    ) -> Self {
+        chrome.flash = Some(FlashView {
+            kind: "danger",
+            message,
+        });
         LoginRefused {
-            page: (status, render("auth/login", "Log in", chrome, LoginPage { username })),
+            page: (
+                status,
+                render("auth/login", "Log in", chrome, LoginPage { username }),
+            ),
             retry_after,
         }
     }
@@ -83,19 +109,37 @@ async fn login(
     client: ClientAddr,
     chrome: Chrome,
 ) -> Result<std::result::Result<Redirect, LoginRefused>> {
-    let LoginForm { username, password, .. } = form.0;
+    let LoginForm {
+        username, password, ..
+    } = form.0;
     let user_key = format!("user:{}", username.to_lowercase());
     let keys = [user_key.as_str(), client.0.as_str()];
-    if let Some(wait) = keys.iter().filter_map(|k| limiters.logins.check(k).err()).max() {
+    if let Some(wait) = keys
+        .iter()
+        .filter_map(|k| limiters.logins.check(k).err())
+        .max()
+    {
         let message = format!("Too many failed logins. Try again in {wait} seconds.");
-        return Ok(Err(LoginRefused::new(chrome, Status::TooManyRequests, message, username, Some(wait))));
+        return Ok(Err(LoginRefused::new(
+            chrome,
+            Status::TooManyRequests,
+            message,
+            username,
+            Some(wait),
+        )));
     }
     let admin = admins::find_by_username(db, &username).await?;
     let ok = password::verify(password, admin.as_ref().map(|a| a.password_hash.clone())).await;
     let Some(admin) = admin.filter(|_| ok) else {
         keys.iter().for_each(|k| limiters.logins.record_failure(k));
         let message = "Wrong user name or password.".to_owned();
-        return Ok(Err(LoginRefused::new(chrome, Status::Unauthorized, message, username, None)));
+        return Ok(Err(LoginRefused::new(
+            chrome,
+            Status::Unauthorized,
+            message,
+            username,
+            None,
+        )));
     };
     limiters.logins.clear(&user_key);
     Session::start(db, cookies, admin.id).await?;
@@ -108,9 +152,17 @@ async fn login(
 }
 
 #[post("/logout", data = "<_form>")]
-async fn logout(_form: CsrfForm<super::PlainForm>, session: Session, db: &Db, cookies: &CookieJar<'_>) -> Result<Flash<Redirect>> {
+async fn logout(
+    _form: CsrfForm<super::PlainForm>,
+    session: Session,
+    db: &Db,
+    cookies: &CookieJar<'_>,
+) -> Result<Flash<Redirect>> {
     session.end(db, cookies).await?;
-    Ok(Flash::success(Redirect::to(uri!(login_page)), "You are logged out."))
+    Ok(Flash::success(
+        Redirect::to(uri!(login_page)),
+        "You are logged out.",
+    ))
 }
 
 #[derive(Serialize)]
@@ -146,10 +198,19 @@ impl CsrfProtected for PasswordForm {
 }
 
 #[post("/password", data = "<form>")]
-async fn change_password(form: CsrfForm<PasswordForm>, session: Session, db: &Db) -> Result<Flash<Redirect>> {
+async fn change_password(
+    form: CsrfForm<PasswordForm>,
+    session: Session,
+    db: &Db,
+) -> Result<Flash<Redirect>> {
     let form = form.0;
     let back = |message: String| Flash::error(Redirect::to(uri!(password_page)), message);
-    if !password::verify(form.current_password, Some(session.admin.password_hash.clone())).await {
+    if !password::verify(
+        form.current_password,
+        Some(session.admin.password_hash.clone()),
+    )
+    .await
+    {
         return Ok(back("The current password is wrong.".into()));
     }
     if let Err(why) = password::check_new(&form.new_password, &form.confirm_password) {

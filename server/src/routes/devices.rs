@@ -50,7 +50,12 @@ async fn list_page(db: &Db, chrome: Chrome, new_token: Option<NewToken>) -> Resu
             revoked_at: d.revoked_at.map(human_time),
         })
         .collect();
-    Ok(render("devices/list", "Devices", chrome, ListPage { devices, new_token }))
+    Ok(render(
+        "devices/list",
+        "Devices",
+        chrome,
+        ListPage { devices, new_token },
+    ))
 }
 
 #[get("/devices")]
@@ -77,7 +82,9 @@ pub async fn add(db: &crate::db::Pool, raw_name: &str) -> Result<(String, String
     let token = format!("kt_{}", token::generate());
     match devices::insert(db, &name, &token::hash(&token)).await? {
         Some(_) => Ok((name, token)),
-        None => Err(Error::Conflict(format!("a device named “{name}” exists already"))),
+        None => Err(Error::Conflict(format!(
+            "a device named “{name}” exists already"
+        ))),
     }
 }
 
@@ -92,9 +99,13 @@ pub async fn create(
         Ok((name, token)) => {
             chrome.flash = Some(crate::views::Flash {
                 kind: "success",
-                message: format!("Device “{name}” added. Copy its token now: it is shown only once."),
+                message: format!(
+                    "Device “{name}” added. Copy its token now: it is shown only once."
+                ),
             });
-            Ok(Ok(list_page(db, chrome, Some(NewToken { name, token })).await?))
+            Ok(Ok(
+                list_page(db, chrome, Some(NewToken { name, token })).await?
+            ))
         }
         Err(Error::BadRequest(why) | Error::Conflict(why)) => Ok(Err(Flash::error(
             Redirect::to(uri!(list)),
@@ -122,7 +133,12 @@ pub async fn revoke_page(_admin: Admin, id: i64, db: &Db, chrome: Chrome) -> Res
 }
 
 #[post("/devices/<id>/revoke", data = "<_form>")]
-pub async fn revoke(_admin: Admin, id: i64, _form: CsrfForm<super::PlainForm>, db: &Db) -> Result<Flash<Redirect>> {
+pub async fn revoke(
+    _admin: Admin,
+    id: i64,
+    _form: CsrfForm<super::PlainForm>,
+    db: &Db,
+) -> Result<Flash<Redirect>> {
     if devices::revoke(db, id).await? {
         Ok(Flash::success(Redirect::to(uri!(list)), "Device revoked."))
     } else {

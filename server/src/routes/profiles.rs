@@ -14,7 +14,16 @@ use crate::validate;
 use crate::views::{render, Chrome, TicketRow};
 
 pub fn routes() -> Vec<Route> {
-    routes![list, new_page, create, show, edit_page, update, delete_page, delete]
+    routes![
+        list,
+        new_page,
+        create,
+        show,
+        edit_page,
+        update,
+        delete_page,
+        delete
+    ]
 }
 
 #[derive(Serialize)]
@@ -25,7 +34,12 @@ struct ListPage {
 #[get("/profiles")]
 pub async fn list(_admin: Admin, db: &Db, chrome: Chrome) -> Result<Template> {
     let profiles = profiles::list(db).await?;
-    Ok(render("profiles/list", "Profiles", chrome, ListPage { profiles }))
+    Ok(render(
+        "profiles/list",
+        "Profiles",
+        chrome,
+        ListPage { profiles },
+    ))
 }
 
 #[derive(Serialize)]
@@ -36,7 +50,10 @@ struct FormPage {
 
 #[get("/profiles/new")]
 pub fn new_page(_admin: Admin, chrome: Chrome) -> Template {
-    let page = FormPage { profile: None, max_chars: validate::NAME_MAX_CHARS };
+    let page = FormPage {
+        profile: None,
+        max_chars: validate::NAME_MAX_CHARS,
+    };
     render("profiles/form", "New profile", chrome, page)
 }
 
@@ -54,7 +71,11 @@ impl CsrfProtected for ProfileForm {
 }
 
 #[post("/profiles", data = "<form>")]
-pub async fn create(_admin: Admin, form: CsrfForm<ProfileForm>, db: &Db) -> Result<Flash<Redirect>> {
+pub async fn create(
+    _admin: Admin,
+    form: CsrfForm<ProfileForm>,
+    db: &Db,
+) -> Result<Flash<Redirect>> {
     let back = |message: String| Flash::error(Redirect::to(uri!(new_page)), message);
     let name = match validate::name(&form.0.name, "profile") {
         Ok(name) => name,
@@ -65,7 +86,9 @@ pub async fn create(_admin: Admin, form: CsrfForm<ProfileForm>, db: &Db) -> Resu
             Redirect::to(uri!(show(id))),
             format!("Profile “{name}” created. Make sure Kodi has a profile of the same name."),
         )),
-        None => Ok(back(format!("Not created: a profile named “{name}” exists already."))),
+        None => Ok(back(format!(
+            "Not created: a profile named “{name}” exists already."
+        ))),
     }
 }
 
@@ -85,18 +108,31 @@ pub async fn show(_admin: Admin, id: i64, db: &Db, chrome: Chrome) -> Result<Tem
         .map(|t| TicketRow::new(t, now))
         .collect();
     let title = profile.name.clone();
-    Ok(render("profiles/show", &title, chrome, ShowPage { profile, tickets }))
+    Ok(render(
+        "profiles/show",
+        &title,
+        chrome,
+        ShowPage { profile, tickets },
+    ))
 }
 
 #[get("/profiles/<id>/edit")]
 pub async fn edit_page(_admin: Admin, id: i64, db: &Db, chrome: Chrome) -> Result<Template> {
     let profile = profiles::find(db, id).await?.ok_or(Error::NotFound)?;
-    let page = FormPage { profile: Some(profile), max_chars: validate::NAME_MAX_CHARS };
+    let page = FormPage {
+        profile: Some(profile),
+        max_chars: validate::NAME_MAX_CHARS,
+    };
     Ok(render("profiles/form", "Rename profile", chrome, page))
 }
 
 #[post("/profiles/<id>", data = "<form>")]
-pub async fn update(_admin: Admin, id: i64, form: CsrfForm<ProfileForm>, db: &Db) -> Result<Flash<Redirect>> {
+pub async fn update(
+    _admin: Admin,
+    id: i64,
+    form: CsrfForm<ProfileForm>,
+    db: &Db,
+) -> Result<Flash<Redirect>> {
     let back = |message: String| Flash::error(Redirect::to(uri!(edit_page(id))), message);
     let name = match validate::name(&form.0.name, "profile") {
         Ok(name) => name,
@@ -107,7 +143,9 @@ pub async fn update(_admin: Admin, id: i64, form: CsrfForm<ProfileForm>, db: &Db
             Redirect::to(uri!(show(id))),
             format!("Profile renamed to “{name}”. Rename it in Kodi too."),
         )),
-        Rename::NameTaken => Ok(back(format!("Not renamed: a profile named “{name}” exists already."))),
+        Rename::NameTaken => Ok(back(format!(
+            "Not renamed: a profile named “{name}” exists already."
+        ))),
         Rename::NotFound => Err(Error::NotFound),
     }
 }
@@ -126,7 +164,12 @@ pub async fn delete_page(_admin: Admin, id: i64, db: &Db, chrome: Chrome) -> Res
 }
 
 #[post("/profiles/<id>/delete", data = "<_form>")]
-pub async fn delete(_admin: Admin, id: i64, _form: CsrfForm<super::PlainForm>, db: &Db) -> Result<Flash<Redirect>> {
+pub async fn delete(
+    _admin: Admin,
+    id: i64,
+    _form: CsrfForm<super::PlainForm>,
+    db: &Db,
+) -> Result<Flash<Redirect>> {
     let profile = profiles::find(db, id).await?.ok_or(Error::NotFound)?;
     profiles::delete(db, id).await?;
     Ok(Flash::success(

@@ -31,15 +31,27 @@ struct FormPage {
 }
 
 #[get("/profiles/<profile_id>/tickets/new")]
-pub async fn new_page(_admin: Admin, profile_id: i64, db: &Db, chrome: crate::views::Chrome) -> Result<Template> {
-    let profile = db::profiles::find(db, profile_id).await?.ok_or(Error::NotFound)?;
+pub async fn new_page(
+    _admin: Admin,
+    profile_id: i64,
+    db: &Db,
+    chrome: crate::views::Chrome,
+) -> Result<Template> {
+    let profile = db::profiles::find(db, profile_id)
+        .await?
+        .ok_or(Error::NotFound)?;
     let page = FormPage {
         profile,
         quick_lengths: QUICK_LENGTHS,
         min: validate::LENGTH_MIN,
         max: validate::LENGTH_MAX,
     };
-    Ok(crate::views::render("tickets/form", "New ticket", chrome, page))
+    Ok(crate::views::render(
+        "tickets/form",
+        "New ticket",
+        chrome,
+        page,
+    ))
 }
 
 #[derive(FromForm)]
@@ -88,20 +100,38 @@ pub async fn create(
 }
 
 #[get("/tickets/<id>/delete")]
-pub async fn delete_page(_admin: Admin, id: i64, db: &Db, chrome: crate::views::Chrome) -> Result<Template> {
+pub async fn delete_page(
+    _admin: Admin,
+    id: i64,
+    db: &Db,
+    chrome: crate::views::Chrome,
+) -> Result<Template> {
     let ticket = db::tickets::find(db, id).await?.ok_or(Error::NotFound)?;
     let page = super::Confirm {
-        question: format!("Delete ticket {} of “{}”?", ticket.lock_code, ticket.profile_name),
+        question: format!(
+            "Delete ticket {} of “{}”?",
+            ticket.lock_code, ticket.profile_name
+        ),
         detail: "Its PIN will no longer be accepted by the server.".into(),
         action: uri!(delete(id)).to_string(),
         button: "Delete ticket".into(),
         cancel: uri!(profiles::show(ticket.profile_id)).to_string(),
     };
-    Ok(crate::views::render("confirm", "Delete ticket", chrome, page))
+    Ok(crate::views::render(
+        "confirm",
+        "Delete ticket",
+        chrome,
+        page,
+    ))
 }
 
 #[post("/tickets/<id>/delete", data = "<_form>")]
-pub async fn delete(_admin: Admin, id: i64, _form: CsrfForm<super::PlainForm>, db: &Db) -> Result<Flash<Redirect>> {
+pub async fn delete(
+    _admin: Admin,
+    id: i64,
+    _form: CsrfForm<super::PlainForm>,
+    db: &Db,
+) -> Result<Flash<Redirect>> {
     let ticket = db::tickets::find(db, id).await?.ok_or(Error::NotFound)?;
     db::tickets::delete(db, id).await?;
     Ok(Flash::success(
@@ -122,8 +152,14 @@ pub async fn retry(
     let to = Redirect::to(uri!(profiles::show(ticket.profile_id)));
     if deliveries::retry(db, id).await? {
         waker.wake();
-        Ok(Flash::success(to, format!("Applying ticket {} to Kodi again.", ticket.lock_code)))
+        Ok(Flash::success(
+            to,
+            format!("Applying ticket {} to Kodi again.", ticket.lock_code),
+        ))
     } else {
-        Ok(Flash::error(to, format!("Ticket {} is not waiting for a retry.", ticket.lock_code)))
+        Ok(Flash::error(
+            to,
+            format!("Ticket {} is not waiting for a retry.", ticket.lock_code),
+        ))
     }
 }

@@ -1,0 +1,260 @@
+//! The API for Kodi boxes: device tokens, PIN use, errors, guessing limits, races.
+
+mod common;
+
+use common::TestServer;
+use futures::future::join_all;
+use rocket::http::{ContentType, Header, Status};
+
+async fn server_with_ticket(minutes: i64) -> (TestServer, String, String) {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let token = s.device_token("Living room").await;
+    let kids = s.create_profile("Kids").await;
+    let pin = s.create_ticket(kids, minutes).await;
+    (s, token, pin)
+}
+
+#[rocket::async_test]
+async fn login_with_a_fresh_pin_starts_the_ticket() {
+    let (s, token, pin) = server_with_ticket(30).await;
+    let (status, body) = s
+        .api_login(&token, &format!(r#"{{"lock_code":"{pin}"}}"#))
+        .await;
+    assert_eq!(status, Status::Ok, "{body}");
+    assert_eq!(body["success"], true);
+    assert_eq!(body["profile"], "Kids");
+    assert_eq!(body["length"], 30);
+    let used = time::OffsetDateTime::parse(
+        body["used_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let expires = time::OffsetDateTime::parse(
+        body["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!((expires - used).whole_minutes(), 30);
+
+    let (status, ticket) = s.api_ticket(&token, &pin).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(ticket["state"], "in_use");
+    assert_eq!(ticket["is_active"], true);
+    assert_eq!(ticket["lock_code"], pin.as_str());
+    assert_eq!(ticket["profile_name"], "Kids");
+    let remaining = ticket["remaining_seconds"].as_i64().unwrap();
+    assert!((29 * 60..=30 * 60).contains(&remaining), "{remaining}");
+    for field in [
+        "id",
+        "profile_id",
+        "length",
+        "used_at",
+        "created_at",
+        "expires_at",
+    ] {
+        assert!(!ticket[field].is_null(), "{field} missing in {ticket}");
+    }
+}
+
+#[rocket::async_test]
+async fn a_used_pin_is_refused_the_second_time() {
+    let (s, token, pin) = server_with_ticket(30).await;
+    let body = format!(r#"{{"lock_code":"{pin}"}}"#);
+    assert_eq!(s.api_login(&token, &body).await.0, Status::Ok);
+    let (status, err) = s.api_login(&token, &body).await;
+    assert_eq!(status, Status::NotFound);
+    assert!(err["error"].as_str().unwrap().contains("PIN"), "{err}");
+}
+
+#[rocket::async_test]
+async fn unused_ticket_json_has_the_flask_fields_and_no_expiry() {
+    let (s, token, pin) = server_with_ticket(45).await;
+    let (status, t) = s.api_ticket(&token, &pin).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(t["state"], "unused");
+    assert_eq!(t["length"], 45);
+    assert!(
+        t["used_at"].is_null() && t["expires_at"].is_null() && t["remaining_seconds"].is_null()
+    );
+    assert_eq!(s.api_ticket(&token, "99999").await.0, Status::BadRequest);
+}
+
+#[rocket::async_test]
+async fn unknown_pin_is_404_json() {
+    let (s, token, pin) = server_with_ticket(30).await;
+    let other = if pin == "0000" { "0001" } else { "0000" };
+    let (status, err) = s
+        .api_login(&token, &format!(r#"{{"lock_code":"{other}"}}"#))
+        .await;
+    assert_eq!(status, Status::NotFound);
+    assert!(err["error"].is_string());
+    assert_eq!(s.api_ticket(&token, other).await.0, Status::NotFound);
+}
+
+#[rocket::async_test]
+async fn malformed_bodies_are_400_json_errors() {
+    let (s, token, _) = server_with_ticket(30).await;
+    for body in [
+        r#"{"lock_code":1234}"#,
+        r#"{"lock_code":"12a4"}"#,
+        r#"{"lock_code":"12345"}"#,
+        r#"{"lock_code":"123"}"#,
+        r#"{"lock_code":null}"#,
+        r#"{"lock_code":{"a":1}}"#,
+        r#"{"code":"1234"}"#,
+        r#"["1234"]"#,
+        r#"1234"#,
+        "null",
+        "not json",
+        "",
+        r#"{"lock_code":"1234""#,
+    ] {
+        let (status, err) = s.api_login(&token, body).await;
+        assert_eq!(status, Status::BadRequest, "{body}");
+        assert!(
+            err["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{body}: {err}"
+        );
+    }
+}
+
+#[rocket::async_test]
+async fn a_huge_body_is_refused_without_reading_it_all() {
+    let (s, token, _) = server_with_ticket(30).await;
+    let huge = format!(
+        r#"{{"lock_code":"1234","pad":"{}"}}"#,
+        "x".repeat(5 * 1024 * 1024)
+    );
+    let (status, err) = s.api_login(&token, &huge).await;
+    assert_eq!(status, Status::PayloadTooLarge);
+    assert!(err["error"].as_str().unwrap().contains("too large"));
+}
+
+#[rocket::async_test]
+async fn the_api_needs_a_live_device_token() {
+    let (s, token, pin) = server_with_ticket(30).await;
+    let body = format!(r#"{{"lock_code":"{pin}"}}"#);
+    let anonymous = s
+        .client
+        .post("/api/login")
+        .header(ContentType::JSON)
+        .body(body.clone())
+        .dispatch()
+        .await;
+    let (status, err) = common::json_of(anonymous).await;
+    assert_eq!(status, Status::Unauthorized);
+    assert!(err["error"].as_str().unwrap().contains("token"));
+    assert_eq!(s.api_login("kt_wrong", &body).await.0, Status::Unauthorized);
+    assert_eq!(s.api_ticket("kt_wrong", &pin).await.0, Status::Unauthorized);
+
+    // Revoke the device from the Devices page: refused at once.
+    let pool = s.pool();
+    let id: i64 = sqlx::query_scalar("SELECT id FROM devices")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let res = s.post_form(&format!("/devices/{id}/revoke"), &[]).await;
+    assert_eq!(res.status(), Status::SeeOther);
+    assert_eq!(s.api_login(&token, &body).await.0, Status::Unauthorized);
+    // The ticket is still unused: the refused call changed nothing.
+    let other = s.device_token("Bedroom").await;
+    let (status, ticket) = s.api_ticket(&other, &pin).await;
+    assert_eq!(status, Status::Ok, "{ticket}");
+    assert_eq!(ticket["state"], "unused");
+}
+
+#[rocket::async_test]
+async fn tokens_are_stored_hashed() {
+    let (s, token, _) = server_with_ticket(30).await;
+    let stored: String = sqlx::query_scalar("SELECT token_hash FROM devices")
+        .fetch_one(&s.pool())
+        .await
+        .unwrap();
+    assert_ne!(stored, token);
+    assert!(!stored.contains(&token[3..]));
+    assert_eq!(stored, kodi_tickets_server::token::hash(&token));
+}
+
+#[rocket::async_test]
+async fn the_eleventh_wrong_pin_in_a_minute_gets_429() {
+    let (s, token, pin) = server_with_ticket(30).await;
+    let wrong: Vec<String> = (0..10_000)
+        .map(|n| format!("{n:04}"))
+        .filter(|c| *c != pin)
+        .take(11)
+        .collect();
+    for code in &wrong[..10] {
+        let (status, _) = s
+            .api_login(&token, &format!(r#"{{"lock_code":"{code}"}}"#))
+            .await;
+        assert_eq!(status, Status::NotFound);
+    }
+    let res = s
+        .client
+        .post("/api/login")
+        .header(Header::new("Authorization", format!("Bearer {token}")))
+        .body(format!(r#"{{"lock_code":"{}"}}"#, wrong[10]))
+        .dispatch()
+        .await;
+    let retry_after: u64 = res
+        .headers()
+        .get_one("Retry-After")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after));
+    let (status, err) = common::json_of(res).await;
+    assert_eq!(status, Status::TooManyRequests);
+    assert!(err["error"].as_str().unwrap().contains("try again"));
+    // Even the right PIN waits: guessing it is exactly what the limit stops.
+    assert_eq!(
+        s.api_login(&token, &format!(r#"{{"lock_code":"{pin}"}}"#))
+            .await
+            .0,
+        Status::TooManyRequests
+    );
+    // The lookup endpoint counts misses too.
+    assert_eq!(
+        s.api_ticket(&token, &wrong[10]).await.0,
+        Status::TooManyRequests
+    );
+}
+
+#[rocket::async_test]
+async fn fifty_simultaneous_logins_with_one_pin_exactly_one_wins() {
+    let (s, token, pin) = server_with_ticket(30).await;
+    let body = format!(r#"{{"lock_code":"{pin}"}}"#);
+    let calls = (0..50).map(|_| {
+        s.client
+            .post("/api/login")
+            .header(Header::new("Authorization", format!("Bearer {token}")))
+            .body(body.clone())
+            .dispatch()
+    });
+    let statuses: Vec<Status> = join_all(calls).await.iter().map(|r| r.status()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == Status::Ok).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(statuses
+        .iter()
+        .all(|s| *s == Status::Ok || *s == Status::NotFound || *s == Status::TooManyRequests));
+    let used: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tickets WHERE state = 'in_use'")
+        .fetch_one(&s.pool())
+        .await
+        .unwrap();
+    assert_eq!(used, 1);
+}
+
+#[rocket::async_test]
+async fn healthz_answers_without_auth() {
+    let s = TestServer::start().await;
+    let (status, body) = common::json_of(s.client.get("/healthz").dispatch().await).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(body["status"], "ok");
+    let (status, err) = common::json_of(s.client.get("/api/nothing").dispatch().await).await;
+    assert_eq!(status, Status::NotFound);
+    assert!(err["error"].is_string());
+}

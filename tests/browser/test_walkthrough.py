@@ -1,0 +1,291 @@
+"""A newcomer's first walk through Kodi Tickets, in a real (headless) Chromium.
+
+First start: log in with the default password, choose a new one, create the profile "Kids",
+issue a 30-minute ticket (green), see the fake Kodi script get its PIN, use the PIN as a Kodi
+box would (red), log out. Screenshots go to tests/artifacts/.
+
+Run:  python3 -m pytest -q -p no:cacheprovider tests/browser
+"""
+
+import json
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+NEW_PASSWORD = "correct-horse-42"
+WAIT = 10
+
+
+def wait(driver, timeout=WAIT):
+    return WebDriverWait(driver, timeout)
+
+
+def path_of(driver) -> str:
+    return urllib.parse.urlsplit(driver.current_url).path
+
+
+def wait_for_path(driver, pattern: str) -> re.Match:
+    """Waits until the browser is at a path matching `pattern` (whole path) and returns the match."""
+    regex = re.compile(pattern)
+    try:
+        wait(driver).until(lambda d: regex.fullmatch(path_of(d)))
+    except Exception:
+        raise AssertionError(f"expected a path matching {pattern!r}, browser is at {driver.current_url}")
+    wait(driver).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    return regex.fullmatch(path_of(driver))
+
+
+def flash(driver):
+    """The page's flash message: (Bootstrap kind, text), or None."""
+    alerts = driver.find_elements(By.CSS_SELECTOR, "main > .alert[role='alert']")
+    assert len(alerts) <= 1, "more than one flash message"
+    if not alerts:
+        return None
+    kind = next(c[len("alert-"):] for c in alerts[0].get_attribute("class").split() if c.startswith("alert-"))
+    return kind, alerts[0].text
+
+
+def fill(driver, **fields):
+    for name, value in fields.items():
+        box = driver.find_element(By.NAME, name)
+        box.clear()
+        box.send_keys(value)
+
+
+def submit(driver, form_action: str):
+    driver.find_element(By.CSS_SELECTOR, f"main form[action='{form_action}'] button[type='submit']").click()
+
+
+def classes(element) -> set:
+    return set(element.get_attribute("class").split())
+
+
+def severe(entries) -> list:
+    return [e for e in entries if e["level"] == "SEVERE"]
+
+
+# --- the steps, shared by both tests -------------------------------------------------------
+
+def log_in_first_time(driver, server):
+    """Steps 1 and 2: the default login, then the forced change of password."""
+    driver.get(server.url + "/")
+    wait_for_path(driver, "/login")
+    assert driver.find_element(By.TAG_NAME, "h1").text == "Log in"
+    assert flash(driver) is None
+    fill(driver, username="admin", password="admin123")
+    submit(driver, "/login")
+
+    wait_for_path(driver, "/password")
+    assert driver.find_element(By.TAG_NAME, "h1").text == "Change password"
+    warning = driver.find_element(By.CSS_SELECTOR, "main .alert-warning").text
+    assert "default password" in warning and "before you go on" in warning, warning
+    # The other pages are closed until the password is changed.
+    driver.get(server.url + "/profiles")
+    wait_for_path(driver, "/password")
+    kind, text = flash(driver)
+    assert kind == "danger" and "new password" in text, (kind, text)
+
+    fill(driver, current_password="not-the-password", new_password=NEW_PASSWORD, confirm_password=NEW_PASSWORD)
+    submit(driver, "/password")
+    wait_for_path(driver, "/password")
+    wait(driver).until(lambda d: flash(d) is not None)
+    assert flash(driver) == ("danger", "The current password is wrong.")
+
+    fill(driver, current_password="admin123", new_password=NEW_PASSWORD, confirm_password=NEW_PASSWORD)
+    submit(driver, "/password")
+    wait_for_path(driver, "/profiles")
+    kind, text = flash(driver)
+    assert kind == "success" and text.startswith("Password changed."), (kind, text)
+    assert driver.find_element(By.TAG_NAME, "h1").text == "Profiles"
+
+
+def create_profile(driver, name="Kids") -> int:
+    """Step 3."""
+    driver.find_element(By.LINK_TEXT, "New profile").click()
+    wait_for_path(driver, "/profiles/new")
+    fill(driver, name=name)
+    driver.find_element(By.XPATH, "//main//form//button[normalize-space()='Save']").click()
+    profile_id = int(wait_for_path(driver, r"/profiles/(\d+)").group(1))
+    assert driver.find_element(By.TAG_NAME, "h1").text == name
+    kind, text = flash(driver)
+    assert kind == "success" and f"“{name}” created" in text, (kind, text)
+    return profile_id
+
+
+def issue_ticket(driver, profile_id: int) -> str:
+    """Step 4: a 30-minute ticket by quick choice; returns its PIN."""
+    driver.find_element(By.LINK_TEXT, "New ticket").click()
+    wait_for_path(driver, rf"/profiles/{profile_id}/tickets/new")
+    driver.find_element(By.XPATH, "//main//button[normalize-space()='30 min']").click()
+    wait_for_path(driver, rf"/profiles/{profile_id}")
+    rows = driver.find_elements(By.CSS_SELECTOR, "#tickets tbody tr")
+    assert len(rows) == 1, f"{len(rows)} ticket rows"
+    row = driver.find_element(By.CSS_SELECTOR, "#tickets tr[data-state='unused']")
+    assert "table-success" in classes(row), row.get_attribute("class")
+    pin = row.find_element(By.CSS_SELECTOR, ".pin").text
+    assert re.fullmatch(r"\d{4}", pin), repr(pin)
+    assert "30 min" in row.text
+    kind, text = flash(driver)
+    assert kind == "success" and pin in text, (kind, text)
+    return pin
+
+
+def wait_applied(server, pin: str, profile="Kids"):
+    """Step 5, the Kodi side: the fake script was run with "Profile:PIN"."""
+    want = f"{profile}:{pin}"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if server.applied_path.exists() and want in server.applied_path.read_text().splitlines():
+            return
+        time.sleep(0.1)  # polling a file another process writes
+    got = server.applied_path.read_text() if server.applied_path.exists() else "(never run)"
+    raise AssertionError(f"the Kodi script was not run with {want!r}; it got: {got!r}")
+
+
+def delivery_badge(driver) -> str:
+    badges = driver.find_elements(By.CSS_SELECTOR, "#tickets tbody tr .badge")
+    return badges[0].text if badges else ""
+
+
+def add_device(server) -> str:
+    done = server.cli("device", "add", "Test box")
+    assert done.returncode == 0, f"device add failed ({done.returncode}): {done.stderr}"
+    token = done.stdout.strip()
+    assert token and "\n" not in token and " " not in token, repr(done.stdout)
+    return token
+
+
+def kodi_login(server, token: str, pin: str) -> tuple:
+    """What the Kodi add-on sends when someone types the PIN; returns (status, JSON body)."""
+    request = urllib.request.Request(
+        server.url + "/api/login",
+        data=json.dumps({"lock_code": pin}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+
+
+def use_ticket(server, pin: str):
+    status, body = kodi_login(server, add_device(server), pin)
+    assert status == 200, (status, body)
+    assert body["success"] is True and body["profile"] == "Kids", body
+
+
+def horizontal_overflow(driver) -> tuple:
+    return tuple(driver.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth]"))
+
+
+# --- the tests -----------------------------------------------------------------------------
+
+def test_newcomer_walkthrough(server, browser, artifacts):
+    driver = browser.start(1280, 900)
+
+    log_in_first_time(driver, server)
+    profile_id = create_profile(driver)
+    pin = issue_ticket(driver, profile_id)
+
+    # 5. The PIN reaches Kodi and the row says so.
+    wait_applied(server, pin)
+
+    def reloaded_badge(d):
+        d.refresh()
+        return delivery_badge(d) == "applied"
+    try:
+        wait(driver).until(reloaded_badge)
+    except Exception:
+        raise AssertionError(f"delivery badge reads {delivery_badge(driver)!r}, not 'applied'")
+    badge = driver.find_element(By.CSS_SELECTOR, "#tickets tr[data-state='unused'] .badge")
+    assert "text-bg-success" in classes(badge)
+
+    # 6.
+    driver.save_screenshot(str(artifacts / "walkthrough-green.png"))
+
+    # 7. A Kodi box uses the PIN: the ticket turns red and its minutes run.
+    use_ticket(server, pin)
+    driver.refresh()
+    wait_for_path(driver, rf"/profiles/{profile_id}")
+    assert not driver.find_elements(By.CSS_SELECTOR, "#tickets tr[data-state='unused']")
+    row = driver.find_element(By.CSS_SELECTOR, "#tickets tr[data-state='in_use']")
+    assert "table-danger" in classes(row), row.get_attribute("class")
+    assert row.find_element(By.CSS_SELECTOR, ".pin").text == pin
+    cells = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+    headings = [th.text for th in driver.find_elements(By.CSS_SELECTOR, "#tickets thead th")]
+    by_heading = dict(zip(headings, cells))
+    assert re.fullmatch(r"(29|30) min left", by_heading["Time left"]), by_heading
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", by_heading["Used"]), by_heading
+    assert by_heading["State"] == "in use", by_heading
+    driver.save_screenshot(str(artifacts / "walkthrough-red.png"))
+
+    # The same PIN is not accepted twice.
+    status, body = kodi_login(server, add_device(server), pin)
+    assert status == 404, (status, body)
+
+    # 8. Nothing went wrong in the browser on any of these pages (CSP, scripts, resources).
+    browser.drain_console()
+    errors = severe(browser.console)
+    assert not errors, "browser console errors:\n" + "\n".join(e["message"] for e in errors)
+
+    # 9. Log out.
+    driver.find_element(By.XPATH, "//nav//button[normalize-space()='Log out']").click()
+    wait_for_path(driver, "/login")
+    kind, text = flash(driver)
+    assert kind == "success" and "logged out" in text, (kind, text)
+    driver.get(server.url + "/profiles")
+    wait_for_path(driver, "/login")
+    assert not driver.find_elements(By.XPATH, "//button[normalize-space()='Log out']")
+
+    browser.drain_console()
+    errors = severe(browser.console)
+    assert not errors, "browser console errors:\n" + "\n".join(e["message"] for e in errors)
+
+
+def test_phone_sized_window_has_no_horizontal_scrolling(server, browser, artifacts):
+    driver = browser.start(390, 844)
+    assert driver.execute_script("return window.innerWidth") <= 400
+
+    overflowing = {}
+
+    def check_width(page):
+        scroll_width, inner_width = horizontal_overflow(driver)
+        if scroll_width > inner_width:
+            overflowing[page] = (scroll_width, inner_width)
+
+    driver.get(server.url + "/")
+    wait_for_path(driver, "/login")
+    check_width("login")
+    log_in_first_time(driver, server)
+    check_width("profiles (empty)")
+    profile_id = create_profile(driver)
+    check_width("profile without tickets")
+    pin = issue_ticket(driver, profile_id)
+    wait_applied(server, pin)
+    use_ticket(server, pin)
+    driver.refresh()
+    wait_for_path(driver, rf"/profiles/{profile_id}")
+    driver.find_element(By.CSS_SELECTOR, "#tickets tr[data-state='in_use']")
+    driver.save_screenshot(str(artifacts / "walkthrough-mobile.png"))
+    check_width("profile with a running ticket")
+    # The tickets table may scroll inside its own box, never the page.
+    assert driver.find_element(By.CSS_SELECTOR, "#tickets").find_element(
+        By.XPATH, "./ancestor::div[contains(@class,'table-responsive')]")
+    driver.get(server.url + "/profiles")
+    wait_for_path(driver, "/profiles")
+    check_width("profiles")
+
+    assert not overflowing, f"pages wider than the window (scrollWidth, innerWidth): {overflowing}"
+
+    browser.drain_console()
+    errors = severe(browser.console)
+    assert not errors, "browser console errors:\n" + "\n".join(e["message"] for e in errors)
