@@ -1,0 +1,526 @@
+//! The admin pages: login, password, profiles, tickets, devices, CSRF, errors.
+
+mod common;
+
+use common::TestServer;
+use rocket::http::{ContentType, Status};
+
+fn location<'a>(res: &'a rocket::local::asynchronous::LocalResponse<'_>) -> Option<&'a str> {
+    res.headers().get_one("Location")
+}
+
+#[rocket::async_test]
+async fn pages_need_a_login() {
+    let s = TestServer::start().await;
+    for path in [
+        "/profiles",
+        "/profiles/new",
+        "/devices",
+        "/password",
+        "/profiles/1",
+    ] {
+        let res = s.client.get(path).dispatch().await;
+        assert_eq!(res.status(), Status::SeeOther, "{path}");
+        assert_eq!(location(&res), Some("/login"), "{path}");
+    }
+    let res = s.client.get("/").dispatch().await;
+    assert_eq!(location(&res), Some("/profiles"));
+}
+
+#[rocket::async_test]
+async fn the_default_password_must_be_changed_first() {
+    let s = TestServer::start().await;
+    s.login_default().await;
+    let res = s.client.get("/profiles").dispatch().await;
+    assert_eq!(location(&res), Some("/password"));
+    let (status, body) = s.page("/password").await;
+    assert_eq!(status, Status::Ok);
+    assert!(body.contains("default password"));
+
+    let change = |current: &'static str, new: &'static str, confirm: &'static str| {
+        let s = &s;
+        async move {
+            s.post_form(
+                "/password",
+                &[
+                    ("current_password", current),
+                    ("new_password", new),
+                    ("confirm_password", confirm),
+                ],
+            )
+            .await
+            .headers()
+            .get_one("Location")
+            .map(str::to_owned)
+        }
+    };
+    // Refused: wrong current, too short, mismatch, the default again.
+    assert_eq!(
+        change("wrong", "long-enough-1", "long-enough-1")
+            .await
+            .as_deref(),
+        Some("/password")
+    );
+    assert_eq!(
+        change("admin123", "short", "short").await.as_deref(),
+        Some("/password")
+    );
+    assert_eq!(
+        change("admin123", "long-enough-1", "long-enough-2")
+            .await
+            .as_deref(),
+        Some("/password")
+    );
+    assert_eq!(
+        change("admin123", "admin123", "admin123").await.as_deref(),
+        Some("/password")
+    );
+    assert_eq!(
+        location(&s.client.get("/profiles").dispatch().await),
+        Some("/password")
+    );
+
+    assert_eq!(
+        change("admin123", common::NEW_PASSWORD, common::NEW_PASSWORD)
+            .await
+            .as_deref(),
+        Some("/profiles")
+    );
+    assert_eq!(s.page("/profiles").await.0, Status::Ok);
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM admins")
+        .fetch_one(&s.pool())
+        .await
+        .unwrap();
+    assert!(hash.starts_with("$argon2id$"));
+}
+
+#[rocket::async_test]
+async fn wrong_logins_are_refused_then_throttled() {
+    let s = TestServer::start().await;
+    for _ in 0..5 {
+        let res = s
+            .post_form("/login", &[("username", "admin"), ("password", "nope")])
+            .await;
+        assert_eq!(res.status(), Status::Unauthorized);
+        assert!(res
+            .into_string()
+            .await
+            .unwrap()
+            .contains("Wrong user name or password"));
+    }
+    // Now even the right password waits.
+    let res = s
+        .post_form("/login", &[("username", "admin"), ("password", "admin123")])
+        .await;
+    assert_eq!(res.status(), Status::TooManyRequests);
+    assert!(
+        res.headers()
+            .get_one("Retry-After")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
+    assert!(res
+        .into_string()
+        .await
+        .unwrap()
+        .contains("Too many failed logins"));
+}
+
+#[rocket::async_test]
+async fn unknown_users_are_refused_like_wrong_passwords() {
+    let s = TestServer::start().await;
+    let res = s
+        .post_form(
+            "/login",
+            &[("username", "nobody"), ("password", "admin123")],
+        )
+        .await;
+    assert_eq!(res.status(), Status::Unauthorized);
+    assert!(s.session_cookie().is_none());
+}
+
+#[rocket::async_test]
+async fn forms_without_the_csrf_token_are_refused() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    for (path, body) in [
+        ("/profiles", "name=Kids"),
+        ("/profiles", "csrf_token=forged&name=Kids"),
+        ("/logout", ""),
+        ("/login", "username=admin&password=x"),
+    ] {
+        let res = s
+            .client
+            .post(path)
+            .header(ContentType::Form)
+            .body(body)
+            .dispatch()
+            .await;
+        assert!(
+            matches!(
+                res.status(),
+                Status::Forbidden | Status::UnprocessableEntity
+            ),
+            "{path} {body}: {}",
+            res.status()
+        );
+    }
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM profiles")
+        .fetch_one(&s.pool())
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+    assert_eq!(s.page("/profiles").await.0, Status::Ok, "still logged in");
+}
+
+#[rocket::async_test]
+async fn logout_ends_the_session_for_good() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let stolen = s.session_cookie().unwrap();
+    let res = s.post_form("/logout", &[]).await;
+    assert_eq!(location(&res), Some("/login"));
+    assert_eq!(
+        location(&s.client.get("/profiles").dispatch().await),
+        Some("/login")
+    );
+    // Replaying the old cookie does not bring the session back.
+    let res = s
+        .client
+        .get("/profiles")
+        .private_cookie(stolen)
+        .dispatch()
+        .await;
+    assert_eq!(location(&res), Some("/login"));
+}
+
+#[rocket::async_test]
+async fn changing_the_password_ends_other_sessions() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let other = TestServer::client_for(s.dir.path()).await;
+    let login = s.csrf().await;
+    let _ = login;
+    // A second browser logs in too.
+    let body = other
+        .get("/login")
+        .dispatch()
+        .await
+        .into_string()
+        .await
+        .unwrap();
+    let token = common::csrf_in(&body);
+    let res = other
+        .post("/login")
+        .header(ContentType::Form)
+        .body(format!(
+            "csrf_token={}&username=admin&password={}",
+            common::urlencode(&token),
+            common::NEW_PASSWORD
+        ))
+        .dispatch()
+        .await;
+    assert_eq!(location(&res), Some("/profiles"));
+    assert_eq!(other.get("/profiles").dispatch().await.status(), Status::Ok);
+
+    let res = s
+        .post_form(
+            "/password",
+            &[
+                ("current_password", common::NEW_PASSWORD),
+                ("new_password", "another-pass-9"),
+                ("confirm_password", "another-pass-9"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&res), Some("/profiles"));
+    assert_eq!(
+        s.page("/profiles").await.0,
+        Status::Ok,
+        "this session stays"
+    );
+    assert_eq!(
+        location(&other.get("/profiles").dispatch().await),
+        Some("/login"),
+        "the other ends"
+    );
+}
+
+#[rocket::async_test]
+async fn profiles_can_be_created_renamed_and_deleted() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let kids = s.create_profile("Kids").await;
+    let (status, body) = s.page(&format!("/profiles/{kids}")).await;
+    assert_eq!(status, Status::Ok);
+    assert!(
+        body.contains("Kids") && body.contains("created"),
+        "flash shown"
+    );
+
+    // Duplicate (any case) and invalid names are refused with a message.
+    for bad in ["kids", "", "a/b", "x\ny", &"y".repeat(51)] {
+        let res = s.post_form("/profiles", &[("name", bad)]).await;
+        assert_eq!(location(&res), Some("/profiles/new"), "{bad:?}");
+        let flash = res.cookies().get("_flash").unwrap().value().to_owned();
+        assert!(flash.contains("Not created"), "{flash}");
+    }
+
+    let res = s
+        .post_form(&format!("/profiles/{kids}"), &[("name", "Room 12")])
+        .await;
+    assert_eq!(location(&res), Some(format!("/profiles/{kids}").as_str()));
+    let other = s.create_profile("Teens").await;
+    let res = s
+        .post_form(&format!("/profiles/{other}"), &[("name", "room 12")])
+        .await;
+    assert_eq!(
+        location(&res),
+        Some(format!("/profiles/{other}/edit").as_str())
+    );
+
+    s.create_ticket(kids, 30).await;
+    let (_, list) = s.page("/profiles").await;
+    assert!(list.contains("Room 12") && list.contains("Teens"));
+
+    let (status, confirm) = s.page(&format!("/profiles/{kids}/delete")).await;
+    assert_eq!(status, Status::Ok);
+    assert!(confirm.contains("Delete the profile"));
+    let res = s.post_form(&format!("/profiles/{kids}/delete"), &[]).await;
+    assert_eq!(location(&res), Some("/profiles"));
+    assert_eq!(
+        s.page(&format!("/profiles/{kids}")).await.0,
+        Status::NotFound
+    );
+    let tickets: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tickets")
+        .fetch_one(&s.pool())
+        .await
+        .unwrap();
+    assert_eq!(tickets, 0, "its tickets went with it");
+}
+
+#[rocket::async_test]
+async fn the_profile_list_counts_unused_and_running_tickets() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let token = s.device_token("TV").await;
+    let kids = s.create_profile("Kids").await;
+    let a = s.create_ticket(kids, 30).await;
+    s.create_ticket(kids, 30).await;
+    s.create_ticket(kids, 60).await;
+    s.api_login(&token, &format!(r#"{{"lock_code":"{a}"}}"#))
+        .await;
+    let (_, body) = s.page("/profiles").await;
+    assert!(body.contains(r#"text-bg-success">2<"#), "{body}");
+    assert!(body.contains(r#"text-bg-danger">1<"#), "{body}");
+}
+
+#[rocket::async_test]
+async fn tickets_show_green_then_red_with_minutes_left() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let token = s.device_token("TV").await;
+    let kids = s.create_profile("Kids").await;
+    let pin = s.create_ticket(kids, 30).await;
+    let (_, body) = s.page(&format!("/profiles/{kids}")).await;
+    assert!(
+        body.contains(r#"<tr class="table-success" data-state="unused">"#),
+        "{body}"
+    );
+    assert!(body.contains(&format!(r#"<td class="pin">{pin}</td>"#)));
+
+    s.api_login(&token, &format!(r#"{{"lock_code":"{pin}"}}"#))
+        .await;
+    let (_, body) = s.page(&format!("/profiles/{kids}")).await;
+    assert!(
+        body.contains(r#"<tr class="table-danger" data-state="in_use">"#),
+        "{body}"
+    );
+    assert!(body.contains("30 min left"), "{body}");
+
+    // Time runs out: the row turns grey and the PIN is free again.
+    sqlx::query(
+        "UPDATE tickets SET expires_at = expires_at - 31 * 60, used_at = used_at - 31 * 60",
+    )
+    .execute(&s.pool())
+    .await
+    .unwrap();
+    let (_, body) = s.page(&format!("/profiles/{kids}")).await;
+    assert!(body.contains(r#"data-state="expired""#), "{body}");
+    assert!(body.contains("table-secondary"));
+}
+
+#[rocket::async_test]
+async fn ticket_lengths_are_checked() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let kids = s.create_profile("Kids").await;
+    let (status, form) = s.page(&format!("/profiles/{kids}/tickets/new")).await;
+    assert_eq!(status, Status::Ok);
+    for quick in ["15", "30", "60", "120"] {
+        assert!(
+            form.contains(&format!(r#"name="length" value="{quick}""#)),
+            "{quick}"
+        );
+    }
+    for bad in ["0", "1441", "-1", "abc", "", "2.5"] {
+        let res = s
+            .post_form(&format!("/profiles/{kids}/tickets"), &[("length", bad)])
+            .await;
+        assert_eq!(
+            location(&res),
+            Some(format!("/profiles/{kids}/tickets/new").as_str()),
+            "{bad}"
+        );
+        assert!(res
+            .cookies()
+            .get("_flash")
+            .unwrap()
+            .value()
+            .contains("1 to 1440"));
+    }
+    for good in [1, 1440] {
+        s.create_ticket(kids, good).await;
+    }
+    let res = s
+        .post_form("/profiles/999/tickets", &[("length", "30")])
+        .await;
+    assert_eq!(res.status(), Status::NotFound);
+}
+
+#[rocket::async_test]
+async fn tickets_can_be_deleted_after_confirmation() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let token = s.device_token("TV").await;
+    let kids = s.create_profile("Kids").await;
+    let pin = s.create_ticket(kids, 30).await;
+    let id: i64 = sqlx::query_scalar("SELECT id FROM tickets")
+        .fetch_one(&s.pool())
+        .await
+        .unwrap();
+    let (status, confirm) = s.page(&format!("/tickets/{id}/delete")).await;
+    assert_eq!(status, Status::Ok);
+    assert!(confirm.contains(&pin) && confirm.contains(r#"method="post""#));
+    // GET never deletes.
+    assert_eq!(s.api_ticket(&token, &pin).await.0, Status::Ok);
+    let res = s.post_form(&format!("/tickets/{id}/delete"), &[]).await;
+    assert_eq!(location(&res), Some(format!("/profiles/{kids}").as_str()));
+    assert_eq!(
+        s.api_login(&token, &format!(r#"{{"lock_code":"{pin}"}}"#))
+            .await
+            .0,
+        Status::NotFound
+    );
+}
+
+#[rocket::async_test]
+async fn devices_show_their_token_once_and_can_be_revoked() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let token = s.device_token("Living room").await;
+    assert!(token.starts_with("kt_") && token.len() > 40);
+    let (_, list) = s.page("/devices").await;
+    assert!(list.contains("Living room"));
+    assert!(!list.contains(&token), "token shown only once");
+    let res = s.post_form("/devices", &[("name", "living ROOM")]).await;
+    assert_eq!(location(&res), Some("/devices"));
+    let id: i64 = sqlx::query_scalar("SELECT id FROM devices")
+        .fetch_one(&s.pool())
+        .await
+        .unwrap();
+    assert_eq!(s.page(&format!("/devices/{id}/revoke")).await.0, Status::Ok);
+    s.post_form(&format!("/devices/{id}/revoke"), &[]).await;
+    let (_, list) = s.page("/devices").await;
+    assert!(list.contains("revoked"));
+}
+
+#[rocket::async_test]
+async fn user_text_is_escaped_everywhere() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let id = s.create_profile("<script>alert(1)<script> & \"x\"").await;
+    for path in [
+        "/profiles".to_owned(),
+        format!("/profiles/{id}"),
+        format!("/profiles/{id}/edit"),
+    ] {
+        let (_, body) = s.page(&path).await;
+        assert!(!body.contains("<script>alert"), "{path}");
+        assert!(body.contains("&lt;script&gt;"), "{path}");
+    }
+}
+
+#[rocket::async_test]
+async fn unknown_pages_get_a_404_page() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    for path in [
+        "/nothing-here",
+        "/profiles/424242",
+        "/tickets/424242/delete",
+    ] {
+        let (status, body) = s.page(path).await;
+        assert_eq!(status, Status::NotFound, "{path}");
+        assert!(body.contains("404") && body.contains("<html"), "{path}");
+    }
+}
+
+#[rocket::async_test]
+async fn every_page_carries_security_headers_and_styles_from_this_server() {
+    let s = TestServer::start().await;
+    let res = s.client.get("/login").dispatch().await;
+    let csp = res
+        .headers()
+        .get_one("Content-Security-Policy")
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    assert!(!csp.contains("unsafe-inline"));
+    assert_eq!(
+        res.headers().get_one("X-Content-Type-Options"),
+        Some("nosniff")
+    );
+    assert!(res.headers().get_one("Referrer-Policy").is_some());
+    let cookie = res
+        .headers()
+        .get("Set-Cookie")
+        .find(|c| c.starts_with("kt_csrf"))
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let body = res.into_string().await.unwrap();
+    assert!(
+        !body.contains("<script>") && !body.contains("style=\""),
+        "no inline script or style"
+    );
+
+    for (asset, kind) in [
+        ("/static/bootstrap.min.css", ContentType::CSS),
+        ("/static/bootstrap.bundle.min.js", ContentType::JavaScript),
+        ("/static/app.css", ContentType::CSS),
+        ("/static/app.js", ContentType::JavaScript),
+    ] {
+        let res = s.client.get(asset).dispatch().await;
+        assert_eq!(res.status(), Status::Ok, "{asset}");
+        assert_eq!(res.content_type(), Some(kind));
+        assert!(res.into_bytes().await.unwrap().len() > 100);
+    }
+    let css = s
+        .client
+        .get("/static/bootstrap.min.css")
+        .dispatch()
+        .await
+        .into_string()
+        .await
+        .unwrap();
+    assert!(
+        css.contains("Bootstrap  v5.3.8") || css.contains("Bootstrap v5.3.8"),
+        "pinned version"
+    );
+}
