@@ -12,7 +12,7 @@
 #   Kodi's own name lookup (CProfileManager::GetProfileIndex) does. The master
 #   profile (index 0) is refused.
 #
-# What it does (Kodi 20/21; see /work/shared/KODI.md):
+# What it does (Kodi 20/21; README.md, "Applying PINs to Kodi"):
 #   Kodi reads profiles.xml only when it starts and rewrites it from memory
 #   later, so an edit made while Kodi runs is lost. Therefore:
 #    1. check the argument (nothing is touched if it is bad);

@@ -53,7 +53,10 @@ pub fn prepare(figment: Figment) -> anyhow::Result<Figment> {
             }
         }
     }
-    if figment.find_value("secret_key").is_ok() {
+    // NOTE: Rocket's defaults hold an all-zero key (random per start in debug, refused in
+    // release); only a key someone set counts as configured.
+    let rocket_config: rocket::Config = figment.extract()?;
+    if !rocket_config.secret_key.is_zero() {
         return Ok(figment);
     }
     let key = load_or_create_secret(&app.data_dir.join("secret.key"))?;

@@ -102,7 +102,9 @@ pub struct TicketRow {
     pub remaining_minutes: Option<i64>,
     pub is_running: bool,
     pub delivery_status: Option<String>,
-    pub delivery_message: Option<String>,
+    /// The last run's message, under the badge while the PIN is not applied.
+    pub delivery_detail: Option<String>,
+    pub delivery_title: String,
     pub delivery_class: &'static str,
     pub can_retry: bool,
 }
@@ -139,7 +141,11 @@ impl TicketRow {
             is_running,
             can_retry: t.delivery_status.as_deref() == Some("failed"),
             delivery_status: t.delivery_status.clone(),
-            delivery_message: t.delivery_message.clone(),
+            delivery_detail: t
+                .delivery_message
+                .clone()
+                .filter(|_| t.delivery_status.as_deref() != Some("applied")),
+            delivery_title: t.delivery_message.clone().unwrap_or_default(),
             delivery_class,
         }
     }

@@ -505,6 +505,7 @@ async fn every_page_carries_security_headers_and_styles_from_this_server() {
         ("/static/bootstrap.bundle.min.js", ContentType::JavaScript),
         ("/static/app.css", ContentType::CSS),
         ("/static/app.js", ContentType::JavaScript),
+        ("/static/favicon.svg", ContentType::SVG),
     ] {
         let res = s.client.get(asset).dispatch().await;
         assert_eq!(res.status(), Status::Ok, "{asset}");

@@ -111,6 +111,7 @@ def server():
         "ROCKET_DATABASES": f'{{kodi_tickets={{url="sqlite://{data}/kt.db"}}}}',
         "ROCKET_EXEC_LOG": str(tmp / "exec.log"),
         "ROCKET_KODI_SCRIPT": str(script),
+        "NO_COLOR": "1",  # a plain server log
     })
     srv = Server(binary, tmp, env, f"http://127.0.0.1:{port}", tmp / "server.log", applied)
     with open(srv.log_path, "wb") as log:
@@ -130,7 +131,9 @@ def server():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def chromium(width: int, height: int, profile_dir: Path) -> webdriver.Chrome:
+def chromium(width: int, height: int, profile_dir: Path, phone: bool = False) -> webdriver.Chrome:
+    """Headless Chromium with a window of width x height, or, for `phone`, an emulated phone
+    screen of that size (headless windows are never narrower than 500 px)."""
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in [
@@ -140,6 +143,10 @@ def chromium(width: int, height: int, profile_dir: Path) -> webdriver.Chrome:
         f"--user-data-dir={profile_dir}", f"--window-size={width},{height}",
     ]:
         options.add_argument(flag)
+    if phone:
+        options.add_experimental_option("mobileEmulation", {
+            "deviceMetrics": {"width": width, "height": height, "pixelRatio": 2.0, "touch": True, "mobile": True},
+        })
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
@@ -154,9 +161,9 @@ class Browser:
         self.profile_dir = None
         self.console = []
 
-    def start(self, width=1280, height=900) -> webdriver.Chrome:
+    def start(self, width=1280, height=900, phone=False) -> webdriver.Chrome:
         self.profile_dir = Path(tempfile.mkdtemp(prefix="kt-chromium-"))
-        self.driver = chromium(width, height, self.profile_dir)
+        self.driver = chromium(width, height, self.profile_dir, phone)
         return self.driver
 
     def drain_console(self) -> list:

@@ -4,6 +4,8 @@ use kodi_tickets_protocol::TicketState;
 
 use super::{now, Pool};
 
+static CREATE_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Kodi lock codes the server hands out: "0000" to "9999".
 pub const PIN_SPACE: i64 = 10_000;
 
@@ -58,18 +60,21 @@ pub enum Created {
 /// Creates a ticket with a PIN drawn uniformly among the codes no live ticket holds, and its
 /// delivery row, in one transaction.
 ///
-/// `draw` is a random number from a CSPRNG; the statement takes it modulo the number of free
-/// codes, so the choice is uniform and the cost does not grow as codes run out.
+/// `draw` is a random number from a CSPRNG, taken modulo the number of free codes: the choice
+/// is uniform and its cost does not grow as codes run out.
 pub async fn insert(
     pool: &Pool,
     profile_id: i64,
     length: i64,
     draw: u32,
 ) -> Result<Created, sqlx::Error> {
+    // NOTE: creations in this process queue here rather than in SQLite's busy handler, whose
+    // growing sleeps would let a burst of them run into the busy timeout.
+    let _turn = CREATE_TURN.lock().await;
     let t = now();
     let mut tx = pool.begin().await?;
-    // NOTE: the first statement writes, so SQLite takes the write lock before reading the
-    // free codes: concurrent creations queue on the busy timeout instead of racing.
+    // NOTE: the first statement writes, so SQLite takes the write lock before the free codes
+    // are read: concurrent creations (from any process) queue instead of racing.
     expire_due(&mut *tx, t).await?;
     let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM profiles WHERE id = ?")
         .bind(profile_id)
@@ -78,31 +83,49 @@ pub async fn insert(
     if exists.is_none() {
         return Ok(Created::ProfileNotFound);
     }
-    let row: Option<(i64, String)> = sqlx::query_as(
-        "WITH RECURSIVE n(v) AS (SELECT 0 UNION ALL SELECT v + 1 FROM n WHERE v < ?1 - 1),
-         free(code) AS (
-             SELECT printf('%04d', v) FROM n
-             WHERE printf('%04d', v) NOT IN
-                 (SELECT lock_code FROM tickets WHERE state IN ('unused', 'in_use')))
-         INSERT INTO tickets (profile_id, lock_code, length, state, created_at)
-         SELECT ?2, code, ?3, 'unused', ?4 FROM free
-         ORDER BY code LIMIT 1 OFFSET (?5 % max(1, (SELECT COUNT(*) FROM free)))
-         RETURNING id, lock_code",
-    )
-    .bind(PIN_SPACE)
-    .bind(profile_id)
-    .bind(length)
-    .bind(t)
-    .bind(i64::from(draw))
-    .fetch_all(&mut *tx)
-    .await
-    .map(super::first)?;
-    let Some((id, lock_code)) = row else {
+    let taken: Vec<String> =
+        sqlx::query_scalar("SELECT lock_code FROM tickets WHERE state IN ('unused', 'in_use')")
+            .fetch_all(&mut *tx)
+            .await?;
+    let Some(lock_code) = pick_free_code(&taken, draw) else {
         return Ok(Created::NoFreeCode);
     };
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO tickets (profile_id, lock_code, length, state, created_at)
+         VALUES (?, ?, ?, 'unused', ?) RETURNING id",
+    )
+    .bind(profile_id)
+    .bind(&lock_code)
+    .bind(length)
+    .bind(t)
+    .fetch_all(&mut *tx)
+    .await
+    .and_then(super::only)?;
     super::deliveries::insert(&mut *tx, id, t).await?;
     tx.commit().await?;
     Ok(Created::Ticket { id, lock_code })
+}
+
+/// The `draw`-th (modulo their number) of the codes not in `taken`, in order.
+fn pick_free_code(taken: &[String], draw: u32) -> Option<String> {
+    let mut is_taken = vec![false; PIN_SPACE as usize];
+    for code in taken {
+        if let Ok(n) = code.parse::<usize>() {
+            if let Some(slot) = is_taken.get_mut(n) {
+                *slot = true;
+            }
+        }
+    }
+    let free = is_taken.iter().filter(|t| !**t).count();
+    if free == 0 {
+        return None;
+    }
+    let wanted = draw as usize % free;
+    let n = (0..PIN_SPACE as usize)
+        .filter(|n| !is_taken[*n])
+        .nth(wanted)
+        .expect("wanted < number of free codes");
+    Some(format!("{n:04}"))
 }
 
 /// Marks running tickets whose time is up as expired, freeing their codes.
@@ -175,4 +198,36 @@ pub async fn delete(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
         .execute(pool)
         .await?;
     Ok(r.rows_affected() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_draw_lands_on_a_free_code() {
+        let taken: Vec<String> = (0..PIN_SPACE)
+            .filter(|n| n % 3 != 0)
+            .map(|n| format!("{n:04}"))
+            .collect();
+        let free = (PIN_SPACE as u32).div_ceil(3);
+        let mut seen = std::collections::HashSet::new();
+        for draw in 0..free {
+            let code = pick_free_code(&taken, draw).unwrap();
+            assert_eq!(code.parse::<i64>().unwrap() % 3, 0, "{code}");
+            seen.insert(code);
+        }
+        assert_eq!(
+            seen.len() as u32,
+            free,
+            "each free code is reachable exactly once per cycle"
+        );
+    }
+
+    #[test]
+    fn no_free_code_is_none() {
+        let taken: Vec<String> = (0..PIN_SPACE).map(|n| format!("{n:04}")).collect();
+        assert_eq!(pick_free_code(&taken, 7), None);
+        assert_eq!(pick_free_code(&taken[1..], 12345), Some("0000".into()));
+    }
 }

@@ -28,6 +28,7 @@ fn lookup(name: &str) -> Option<(ContentType, &'static [u8])> {
             ContentType::JavaScript,
             include_bytes!("../../assets/app.js"),
         ),
+        "favicon.svg" => (ContentType::SVG, include_bytes!("../../assets/favicon.svg")),
         _ => return None,
     })
 }

@@ -197,7 +197,7 @@ impl TestServer {
             .post("/api/login")
             .header(ContentType::JSON)
             .header(Header::new("Authorization", format!("Bearer {token}")))
-            .body(body.to_owned())
+            .body(body)
             .dispatch()
             .await;
         json_of(res).await
