@@ -18,10 +18,29 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_admin ON sessions(admin_id);
 
--- A Kodi profile; its name is the profile's name in Kodi (Kodi compares names case-insensitively).
+
+-- A Kodi box allowed to call /api; only the SHA-256 of its token is kept.
+-- `delivery` says how PINs reach it: its agent, ssh from the server, or the server's own
+-- machine (`local`, for a server running on the Kodi box).
+CREATE TABLE devices (
+    id             INTEGER PRIMARY KEY,
+    name           TEXT    NOT NULL UNIQUE COLLATE NOCASE,
+    token_hash     TEXT    NOT NULL UNIQUE,
+    delivery       TEXT    NOT NULL DEFAULT 'agent' CHECK (delivery IN ('agent', 'ssh', 'local')),
+    kodi_version   TEXT,
+    master_lock    INTEGER,
+    kodi_reachable INTEGER,
+    created_at     INTEGER NOT NULL,
+    last_seen_at   INTEGER,
+    revoked_at     INTEGER
+);
+
+-- A Kodi profile; its name is the profile's name in Kodi (Kodi compares names
+-- case-insensitively). `device_id` is the Kodi box it lives on (none: the server's machine).
 CREATE TABLE profiles (
     id         INTEGER PRIMARY KEY,
     name       TEXT    NOT NULL UNIQUE COLLATE NOCASE,
+    device_id  INTEGER REFERENCES devices(id) ON DELETE SET NULL,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 );
@@ -42,22 +61,14 @@ CREATE UNIQUE INDEX tickets_live_lock_code ON tickets(lock_code) WHERE state IN 
 CREATE INDEX tickets_profile ON tickets(profile_id, id);
 CREATE INDEX tickets_running ON tickets(expires_at) WHERE state = 'in_use';
 
--- A Kodi box allowed to call /api; only the SHA-256 of its token is kept.
-CREATE TABLE devices (
-    id           INTEGER PRIMARY KEY,
-    name         TEXT    NOT NULL UNIQUE COLLATE NOCASE,
-    token_hash   TEXT    NOT NULL UNIQUE,
-    created_at   INTEGER NOT NULL,
-    last_seen_at INTEGER,
-    revoked_at   INTEGER
-);
 
 -- Outbox: applying a ticket's PIN to Kodi. Written in the same transaction as the ticket,
 -- so a crash between the two cannot lose a delivery.
 CREATE TABLE deliveries (
     id              INTEGER PRIMARY KEY,
     ticket_id       INTEGER NOT NULL UNIQUE REFERENCES tickets(id) ON DELETE CASCADE,
-    method          TEXT    NOT NULL CHECK (method IN ('local')),
+    method          TEXT    NOT NULL CHECK (method IN ('local', 'agent', 'ssh')),
+    device_id       INTEGER REFERENCES devices(id) ON DELETE CASCADE,
     status          TEXT    NOT NULL DEFAULT 'pending'
                     CHECK (status IN ('pending', 'running', 'applied', 'failed')),
     attempts        INTEGER NOT NULL DEFAULT 0,
@@ -68,3 +79,4 @@ CREATE TABLE deliveries (
     updated_at      INTEGER NOT NULL
 );
 CREATE INDEX deliveries_due ON deliveries(next_attempt_at) WHERE status = 'pending';
+CREATE INDEX deliveries_device ON deliveries(device_id, id) WHERE status IN ('pending', 'running');

@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 pub struct LoginRequest {
     /// The ticket's 4-digit PIN, as a string so leading zeros survive.
     pub lock_code: String,
+    /// When the login happened (RFC 3339), for a login reported late because the server was
+    /// unreachable; the ticket's minutes count from then. Absent: now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_at: Option<String>,
 }
 
 /// Answer of a successful `POST /api/login`.
@@ -97,6 +101,73 @@ pub struct Health {
     pub version: String,
 }
 
+/// What the server asks of an agent, sent as server-sent events on `GET /api/agent/events`.
+///
+/// On every (re)connect the server sends again everything not yet acknowledged and every
+/// running session, so an agent that was off or restarted catches up; applying an event
+/// twice must be harmless.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentEvent {
+    /// Make `lock_code` the Kodi lock code of `profile`, then report on delivery `delivery_id`.
+    Arm {
+        /// The delivery to acknowledge with `POST /api/agent/deliveries/<id>`.
+        delivery_id: i64,
+        /// The ticket whose PIN this is.
+        ticket_id: i64,
+        /// The Kodi profile's name.
+        profile: String,
+        /// The 4-digit PIN.
+        lock_code: String,
+    },
+    /// A ticket of one of this box's profiles is running until `expires_at`; sent again when
+    /// the admin ends it early (an `expires_at` in the past) or adds minutes.
+    Session {
+        /// The running ticket.
+        ticket_id: i64,
+        /// The Kodi profile's name.
+        profile: String,
+        /// When the session ends (RFC 3339, UTC).
+        expires_at: String,
+    },
+}
+
+/// How applying a PIN went, as the agent reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryOutcome {
+    /// The PIN is the profile's lock code on Kodi now.
+    Applied,
+    /// A profile session is in use; the agent applies it when the session ends.
+    Busy,
+    /// The script failed; the admin may retry.
+    Failed,
+}
+
+/// Body of `POST /api/agent/deliveries/<id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryReport {
+    /// How it went.
+    pub outcome: DeliveryOutcome,
+    /// The script's exit code, if it ran to the end.
+    pub exit_code: Option<i32>,
+    /// A one-line summary for the admin (never the PIN).
+    pub message: String,
+}
+
+/// Body of `POST /api/agent/status`: what the agent sees of its Kodi.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    /// The agent's version.
+    pub agent_version: String,
+    /// Whether Kodi's JSON-RPC answers.
+    pub kodi_reachable: bool,
+    /// Kodi's version, e.g. "20.1", when known.
+    pub kodi_version: Option<String>,
+    /// Whether the master profile has a lock; without one Kodi enforces no profile PIN.
+    pub master_lock: Option<bool>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +183,20 @@ mod tests {
             let json = serde_json::to_string(&state).unwrap();
             assert_eq!(json, format!("\"{}\"", state.as_str()));
         }
+    }
+
+    #[test]
+    fn agent_events_are_tagged_by_type() {
+        let event = AgentEvent::Arm {
+            delivery_id: 1,
+            ticket_id: 2,
+            profile: "Kids".into(),
+            lock_code: "0420".into(),
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["type"], "arm");
+        assert_eq!(json["lock_code"], "0420");
+        assert_eq!(serde_json::from_value::<AgentEvent>(json).unwrap(), event);
     }
 
     #[test]

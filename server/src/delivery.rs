@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rocket::fairing::AdHoc;
-use rocket::tokio::sync::Notify;
+use rocket::tokio::sync::{broadcast, Notify};
 use rocket::tokio::{self, process::Command, time};
 use rocket_db_pools::Database;
 
@@ -24,13 +24,33 @@ const OUTPUT_TAIL: usize = 600;
 /// The worker looks at the outbox at least this often, e.g. for busy retries.
 const IDLE_POLL: Duration = Duration::from_secs(15);
 
-/// Wakes the worker when a delivery is queued, so a new ticket is applied at once.
-#[derive(Default, Clone)]
-pub struct Waker(Arc<Notify>);
+/// Wakes whoever acts on a change at once: the local worker (a delivery was queued) and
+/// every agent's event stream (a delivery or a session changed).
+#[derive(Clone)]
+pub struct Waker {
+    local: Arc<Notify>,
+    agents: broadcast::Sender<()>,
+}
+
+impl Default for Waker {
+    fn default() -> Self {
+        Waker {
+            local: Arc::default(),
+            agents: broadcast::channel(16).0,
+        }
+    }
+}
 
 impl Waker {
     pub fn wake(&self) {
-        self.0.notify_one();
+        self.local.notify_one();
+        // No agent connected is not an error.
+        let _ = self.agents.send(());
+    }
+
+    /// For an agent's event stream: a message after each change (or `Lagged` after many).
+    pub fn subscribe(&self) -> broadcast::Receiver<()> {
+        self.agents.subscribe()
     }
 }
 
@@ -75,7 +95,7 @@ async fn run_worker(pool: db::Pool, config: AppConfig, waker: Waker) {
             _ => IDLE_POLL,
         };
         tokio::select! {
-            _ = waker.0.notified() => {}
+            _ = waker.local.notified() => {}
             _ = time::sleep(wait) => {}
         }
     }

@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod error;
 pub mod headers;
 pub mod password;
+pub mod presence;
 pub mod rate_limit;
 pub mod routes;
 pub mod sweeper;
@@ -41,6 +42,7 @@ pub fn rocket_from(figment: Figment) -> anyhow::Result<Rocket<Build>> {
         .attach(delivery::stage())
         .attach(sweeper::stage())
         .manage(rate_limit::Limiters::default())
+        .manage(presence::Presence::default())
         .mount("/", routes::auth::routes())
         .mount("/", routes::profiles::routes())
         .mount("/", routes::tickets::routes())
@@ -48,6 +50,7 @@ pub fn rocket_from(figment: Figment) -> anyhow::Result<Rocket<Build>> {
         .mount("/", routes::assets::routes())
         .mount("/", routes::api::health_routes())
         .mount("/api", routes::api::routes())
+        .mount("/api", routes::agent::routes())
         .register("/", routes::page_catchers())
         .register("/api", routes::api_catchers())
         .register("/healthz", routes::api_catchers()))

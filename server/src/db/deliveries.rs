@@ -13,15 +13,24 @@ pub struct Job {
     pub lock_code: String,
 }
 
-pub async fn insert<'c, E>(executor: E, ticket_id: i64, at: i64) -> Result<(), sqlx::Error>
+/// Queues a ticket's PIN for its Kodi box: `method` is `local`, `agent` or `ssh`.
+pub async fn insert<'c, E>(
+    executor: E,
+    ticket_id: i64,
+    method: &str,
+    device_id: Option<i64>,
+    at: i64,
+) -> Result<(), sqlx::Error>
 where
     E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
 {
     sqlx::query(
-        "INSERT INTO deliveries (ticket_id, method, status, next_attempt_at, created_at, updated_at)
-         VALUES (?1, 'local', 'pending', ?2, ?2, ?2)",
+        "INSERT INTO deliveries (ticket_id, method, device_id, status, next_attempt_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4)",
     )
     .bind(ticket_id)
+    .bind(method)
+    .bind(device_id)
     .bind(at)
     .execute(executor)
     .await?;
@@ -33,7 +42,8 @@ pub async fn claim_due(pool: &Pool) -> Result<Option<Job>, sqlx::Error> {
     let t = now();
     let claimed: Option<(i64,)> = sqlx::query_as(
         "UPDATE deliveries SET status = 'running', attempts = attempts + 1, updated_at = ?1
-         WHERE id = (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?1
+         WHERE id = (SELECT id FROM deliveries
+                     WHERE status = 'pending' AND method = 'local' AND next_attempt_at <= ?1
                      ORDER BY next_attempt_at, id LIMIT 1)
          RETURNING id",
     )
@@ -56,11 +66,14 @@ pub async fn claim_due(pool: &Pool) -> Result<Option<Job>, sqlx::Error> {
 
 /// When the next pending job falls due, if any.
 pub async fn next_due_at(pool: &Pool) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'")
-        .fetch_one(pool)
-        .await
+    sqlx::query_scalar(
+        "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending' AND method = 'local'",
+    )
+    .fetch_one(pool)
+    .await
 }
 
+#[derive(Debug, Clone, Copy)]
 pub enum Outcome {
     Applied,
     /// Kodi is in use; try again later.
@@ -113,10 +126,55 @@ pub async fn retry(pool: &Pool, ticket_id: i64) -> Result<bool, sqlx::Error> {
 /// Jobs left running by a process that died are queued again at start-up.
 pub async fn requeue_interrupted(pool: &Pool) -> Result<u64, sqlx::Error> {
     let r = sqlx::query(
-        "UPDATE deliveries SET status = 'pending', updated_at = ? WHERE status = 'running'",
+        "UPDATE deliveries SET status = 'pending', updated_at = ?
+         WHERE status = 'running' AND method = 'local'",
     )
     .bind(now())
     .execute(pool)
     .await?;
     Ok(r.rows_affected())
+}
+
+/// The deliveries waiting for a device's agent, oldest first.
+pub async fn pending_for_device(pool: &Pool, device_id: i64) -> Result<Vec<Job>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT d.id, d.ticket_id, p.name AS profile_name, t.lock_code
+         FROM deliveries d JOIN tickets t ON t.id = d.ticket_id JOIN profiles p ON p.id = t.profile_id
+         WHERE d.device_id = ? AND d.method = 'agent' AND d.status IN ('pending', 'running')
+         ORDER BY d.id",
+    )
+    .bind(device_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// Records what a device's agent reports about one of its deliveries; `false` when the
+/// delivery is not that device's.
+pub async fn report(
+    pool: &Pool,
+    id: i64,
+    device_id: i64,
+    outcome: Outcome,
+    exit_code: Option<i32>,
+    message: &str,
+) -> Result<bool, sqlx::Error> {
+    let status = match outcome {
+        Outcome::Applied => "applied",
+        Outcome::Busy => "pending",
+        Outcome::Failed => "failed",
+    };
+    let r = sqlx::query(
+        "UPDATE deliveries SET status = ?, last_exit_code = ?, last_message = ?, updated_at = ?,
+                attempts = attempts + 1
+         WHERE id = ? AND device_id = ? AND method = 'agent'",
+    )
+    .bind(status)
+    .bind(exit_code)
+    .bind(message)
+    .bind(now())
+    .bind(id)
+    .bind(device_id)
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() > 0)
 }

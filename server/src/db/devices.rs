@@ -6,6 +6,10 @@ use super::{now, Pool};
 pub struct Device {
     pub id: i64,
     pub name: String,
+    pub delivery: String,
+    pub kodi_version: Option<String>,
+    pub master_lock: Option<bool>,
+    pub kodi_reachable: Option<bool>,
     pub created_at: i64,
     pub last_seen_at: Option<i64>,
     pub revoked_at: Option<i64>,
@@ -27,7 +31,8 @@ pub async fn insert(pool: &Pool, name: &str, token_hash: &str) -> Result<Option<
 
 pub async fn list(pool: &Pool) -> Result<Vec<Device>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, name, created_at, last_seen_at, revoked_at FROM devices
+        "SELECT id, name, delivery, kodi_version, master_lock, kodi_reachable, created_at,
+                last_seen_at, revoked_at FROM devices
          ORDER BY revoked_at IS NOT NULL, name COLLATE NOCASE",
     )
     .fetch_all(pool)
@@ -58,6 +63,50 @@ pub async fn authenticate(pool: &Pool, token_hash: &str) -> Result<Option<i64>, 
 pub async fn revoke(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
     let r = sqlx::query("UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
         .bind(now())
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Whether the device exists and is not revoked.
+pub async fn is_live(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
+    let t = now();
+    let r =
+        sqlx::query("UPDATE devices SET last_seen_at = ?1 WHERE id = ?2 AND revoked_at IS NULL")
+            .bind(t)
+            .bind(id)
+            .execute(pool)
+            .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// What the device's agent last said about its Kodi.
+pub async fn set_status(
+    pool: &Pool,
+    id: i64,
+    kodi_reachable: bool,
+    kodi_version: Option<&str>,
+    master_lock: Option<bool>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE devices SET kodi_reachable = ?, kodi_version = coalesce(?, kodi_version),
+                master_lock = coalesce(?, master_lock), last_seen_at = ? WHERE id = ?",
+    )
+    .bind(kodi_reachable)
+    .bind(kodi_version)
+    .bind(master_lock)
+    .bind(now())
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// How PINs reach a device: `agent`, `ssh` or `local`.
+pub async fn set_delivery(pool: &Pool, id: i64, delivery: &str) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("UPDATE devices SET delivery = ? WHERE id = ?")
+        .bind(delivery)
         .bind(id)
         .execute(pool)
         .await?;

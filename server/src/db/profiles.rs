@@ -6,6 +6,9 @@ use super::{now, Pool};
 pub struct Profile {
     pub id: i64,
     pub name: String,
+    /// The Kodi box the profile lives on; none: the server's own machine.
+    pub device_id: Option<i64>,
+    pub device_name: Option<String>,
 }
 
 /// A profile with its ticket counts, for the list page.
@@ -13,16 +16,18 @@ pub struct Profile {
 pub struct ProfileSummary {
     pub id: i64,
     pub name: String,
+    pub device_name: Option<String>,
     pub unused: i64,
     pub in_use: i64,
 }
 
 pub async fn list(pool: &Pool) -> Result<Vec<ProfileSummary>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT p.id, p.name,
+        "SELECT p.id, p.name, d.name AS device_name,
                 COUNT(t.id) FILTER (WHERE t.state = 'unused') AS unused,
                 COUNT(t.id) FILTER (WHERE t.state = 'in_use' AND t.expires_at > ?) AS in_use
          FROM profiles p LEFT JOIN tickets t ON t.profile_id = p.id
+         LEFT JOIN devices d ON d.id = p.device_id
          GROUP BY p.id ORDER BY p.name COLLATE NOCASE",
     )
     .bind(now())
@@ -31,20 +36,28 @@ pub async fn list(pool: &Pool) -> Result<Vec<ProfileSummary>, sqlx::Error> {
 }
 
 pub async fn find(pool: &Pool, id: i64) -> Result<Option<Profile>, sqlx::Error> {
-    sqlx::query_as("SELECT id, name FROM profiles WHERE id = ?")
-        .bind(id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(
+        "SELECT p.id, p.name, p.device_id, d.name AS device_name
+         FROM profiles p LEFT JOIN devices d ON d.id = p.device_id WHERE p.id = ?",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
 }
 
 /// Inserts a profile; `None` when the name is taken.
-pub async fn insert(pool: &Pool, name: &str) -> Result<Option<i64>, sqlx::Error> {
+pub async fn insert(
+    pool: &Pool,
+    name: &str,
+    device_id: Option<i64>,
+) -> Result<Option<i64>, sqlx::Error> {
     let t = now();
     sqlx::query_scalar(
-        "INSERT INTO profiles (name, created_at, updated_at) VALUES (?, ?, ?)
+        "INSERT INTO profiles (name, device_id, created_at, updated_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (name) DO NOTHING RETURNING id",
     )
     .bind(name)
+    .bind(device_id)
     .bind(t)
     .bind(t)
     .fetch_all(pool)
@@ -52,23 +65,30 @@ pub async fn insert(pool: &Pool, name: &str) -> Result<Option<i64>, sqlx::Error>
     .map(super::first)
 }
 
-pub enum Rename {
+pub enum Update {
     Done,
     NotFound,
     NameTaken,
 }
 
-pub async fn rename(pool: &Pool, id: i64, name: &str) -> Result<Rename, sqlx::Error> {
-    let result = sqlx::query("UPDATE profiles SET name = ?, updated_at = ? WHERE id = ?")
-        .bind(name)
-        .bind(now())
-        .bind(id)
-        .execute(pool)
-        .await;
+pub async fn update(
+    pool: &Pool,
+    id: i64,
+    name: &str,
+    device_id: Option<i64>,
+) -> Result<Update, sqlx::Error> {
+    let result =
+        sqlx::query("UPDATE profiles SET name = ?, device_id = ?, updated_at = ? WHERE id = ?")
+            .bind(name)
+            .bind(device_id)
+            .bind(now())
+            .bind(id)
+            .execute(pool)
+            .await;
     match result {
-        Ok(r) if r.rows_affected() == 0 => Ok(Rename::NotFound),
-        Ok(_) => Ok(Rename::Done),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(Rename::NameTaken),
+        Ok(r) if r.rows_affected() == 0 => Ok(Update::NotFound),
+        Ok(_) => Ok(Update::Done),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(Update::NameTaken),
         Err(e) => Err(e),
     }
 }

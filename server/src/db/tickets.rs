@@ -22,6 +22,7 @@ pub struct Ticket {
     pub expires_at: Option<i64>,
     pub delivery_status: Option<String>,
     pub delivery_message: Option<String>,
+    pub delivery_updated_at: Option<i64>,
 }
 
 impl Ticket {
@@ -43,7 +44,8 @@ impl Ticket {
 
 const SELECT: &str = "SELECT t.id, t.profile_id, p.name AS profile_name, t.lock_code, t.length,
         t.state, t.created_at, t.used_at, t.expires_at,
-        d.status AS delivery_status, d.last_message AS delivery_message
+        d.status AS delivery_status, d.last_message AS delivery_message,
+        d.updated_at AS delivery_updated_at
     FROM tickets t JOIN profiles p ON p.id = t.profile_id
     LEFT JOIN deliveries d ON d.ticket_id = t.id";
 
@@ -76,13 +78,21 @@ pub async fn insert(
     // NOTE: the first statement writes, so SQLite takes the write lock before the free codes
     // are read: concurrent creations (from any process) queue instead of racing.
     expire_due(&mut *tx, t).await?;
-    let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM profiles WHERE id = ?")
-        .bind(profile_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if exists.is_none() {
+    let route: Option<(Option<i64>, Option<String>)> = sqlx::query_as(
+        "SELECT p.device_id, d.delivery FROM profiles p LEFT JOIN devices d ON d.id = p.device_id
+         WHERE p.id = ?",
+    )
+    .bind(profile_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((device_id, delivery)) = route else {
         return Ok(Created::ProfileNotFound);
-    }
+    };
+    let method = match (device_id, delivery.as_deref()) {
+        (Some(_), Some("agent")) => "agent",
+        (Some(_), Some("ssh")) => "ssh",
+        _ => "local",
+    };
     let taken: Vec<String> =
         sqlx::query_scalar("SELECT lock_code FROM tickets WHERE state IN ('unused', 'in_use')")
             .fetch_all(&mut *tx)
@@ -101,7 +111,7 @@ pub async fn insert(
     .fetch_all(&mut *tx)
     .await
     .and_then(super::only)?;
-    super::deliveries::insert(&mut *tx, id, t).await?;
+    super::deliveries::insert(&mut *tx, id, method, device_id, t).await?;
     tx.commit().await?;
     Ok(Created::Ticket { id, lock_code })
 }
@@ -150,7 +160,8 @@ pub async fn mark_used(
     at: i64,
 ) -> Result<Option<Ticket>, sqlx::Error> {
     let id: Option<i64> = sqlx::query_scalar(
-        "UPDATE tickets SET state = 'in_use', used_at = ?1, expires_at = ?1 + length * 60
+        "UPDATE tickets SET state = 'in_use', used_at = max(?1, created_at),
+                expires_at = max(?1, created_at) + length * 60
          WHERE lock_code = ?2 AND state = 'unused' RETURNING id",
     )
     .bind(at)
@@ -180,6 +191,61 @@ pub async fn find_by_code(pool: &Pool, lock_code: &str) -> Result<Option<Ticket>
     .bind(lock_code)
     .fetch_optional(pool)
     .await
+}
+
+/// A running ticket of a profile on a given Kodi box.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RunningSession {
+    pub ticket_id: i64,
+    pub profile_name: String,
+    pub expires_at: i64,
+}
+
+/// Tickets in use (or ended within the last `grace` seconds, so an agent that missed the end
+/// still logs off) on the profiles of a device.
+pub async fn sessions_for_device(
+    pool: &Pool,
+    device_id: i64,
+    now: i64,
+    grace: i64,
+) -> Result<Vec<RunningSession>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT t.id AS ticket_id, p.name AS profile_name, t.expires_at
+         FROM tickets t JOIN profiles p ON p.id = t.profile_id
+         WHERE p.device_id = ? AND t.used_at IS NOT NULL AND t.expires_at > ?
+         ORDER BY t.id",
+    )
+    .bind(device_id)
+    .bind(now - grace)
+    .fetch_all(pool)
+    .await
+}
+
+/// Ends a running ticket now (the admin's "end now").
+pub async fn end_now(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
+    let t = now();
+    let r = sqlx::query(
+        "UPDATE tickets SET state = 'expired', expires_at = ?1 WHERE id = ?2 AND state = 'in_use'",
+    )
+    .bind(t)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Adds minutes to a running ticket.
+pub async fn extend(pool: &Pool, id: i64, minutes: i64) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE tickets SET expires_at = expires_at + ?1 * 60, length = length + ?1
+         WHERE id = ?2 AND state = 'in_use' AND expires_at > ?3",
+    )
+    .bind(minutes)
+    .bind(id)
+    .bind(now())
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() > 0)
 }
 
 /// A profile's tickets, newest first.

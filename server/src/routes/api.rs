@@ -41,14 +41,54 @@ pub fn ticket_json(t: &Ticket, now: i64) -> TicketJson {
     }
 }
 
-/// The PIN from a login body, or why the body is refused.
-pub fn parse_login(body: &str) -> Result<String> {
-    const SHAPE: &str = r#"the body must be JSON like {"lock_code": "1234"}"#;
-    let value: Value = serde_json::from_str(body).map_err(|_| Error::BadRequest(SHAPE.into()))?;
-    let object = value
-        .as_object()
-        .ok_or_else(|| Error::BadRequest(SHAPE.into()))?;
-    match object.get("lock_code") {
+/// A login as the body of `POST /api/login` asks for it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Login {
+    pub lock_code: String,
+    /// When it happened (Unix seconds), if reported late.
+    pub used_at: Option<i64>,
+}
+
+/// Clock difference tolerated between a box and the server for a late-reported login.
+const CLOCK_SKEW_SECS: i64 = 60;
+
+/// The login a body asks for, or why the body is refused.
+pub fn parse_login(body: &str, now: i64) -> Result<Login> {
+    let value: Value = serde_json::from_str(body).map_err(|_| bad_shape())?;
+    let object = value.as_object().ok_or_else(bad_shape)?;
+    let lock_code = parse_lock_code(object.get("lock_code"))?;
+    let used_at = match object.get("used_at") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => {
+            let at =
+                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                    .map_err(|_| {
+                        Error::BadRequest(
+                            "used_at must be an RFC 3339 time, e.g. \"2026-11-27T16:00:00Z\""
+                                .into(),
+                        )
+                    })?
+                    .unix_timestamp();
+            if at > now + CLOCK_SKEW_SECS {
+                return Err(Error::BadRequest("used_at is in the future".into()));
+            }
+            Some(at.min(now))
+        }
+        Some(_) => {
+            return Err(Error::BadRequest(
+                "used_at must be a string (RFC 3339 time)".into(),
+            ))
+        }
+    };
+    Ok(Login { lock_code, used_at })
+}
+
+fn bad_shape() -> Error {
+    Error::BadRequest(r#"the body must be JSON like {"lock_code": "1234"}"#.into())
+}
+
+fn parse_lock_code(value: Option<&Value>) -> Result<String> {
+    match value {
         None => Err(Error::BadRequest("lock_code is missing".into())),
         Some(Value::String(code)) if validate::is_lock_code(code) => Ok(code.clone()),
         Some(Value::String(_)) => Err(Error::BadRequest(
@@ -85,6 +125,7 @@ async fn login(
     limits: &Limits,
     limiters: &State<Limiters>,
     db: &Db,
+    events: &State<crate::delivery::Waker>,
 ) -> Result<Json<LoginResponse>> {
     let device_key = format!("device:{}", device.id);
     let keys = [device_key.as_str(), client.0.as_str()];
@@ -98,13 +139,15 @@ async fn login(
     if !body.is_complete() {
         return Err(Error::PayloadTooLarge);
     }
-    let lock_code = parse_login(&body)?;
     let now = db::now();
-    let Some(t) = db::tickets::mark_used(db, &lock_code, now).await? else {
+    let login = parse_login(&body, now)?;
+    let at = login.used_at.unwrap_or(now);
+    let Some(t) = db::tickets::mark_used(db, &login.lock_code, at).await? else {
         record_miss(limiters, &keys);
         return Err(Error::NotFoundMessage("unknown or already used PIN".into()));
     };
     tracing::info!(ticket = t.id, profile = %t.profile_name, "ticket used");
+    events.wake();
     let (used_at, expires_at) = (t.used_at.unwrap_or(now), t.expires_at.unwrap_or(now));
     Ok(Json(LoginResponse {
         success: true,
@@ -165,11 +208,9 @@ mod tests {
 
     #[test]
     fn login_bodies() {
-        assert_eq!(parse_login(r#"{"lock_code":"0420"}"#).unwrap(), "0420");
-        assert_eq!(
-            parse_login(r#"{"lock_code":"1234","extra":1}"#).unwrap(),
-            "1234"
-        );
+        let code = |body: &str| parse_login(body, 1_000_000).map(|l| l.lock_code);
+        assert_eq!(code(r#"{"lock_code":"0420"}"#).unwrap(), "0420");
+        assert_eq!(code(r#"{"lock_code":"1234","extra":1}"#).unwrap(), "1234");
         for bad in [
             r#"{"lock_code":1234}"#,
             r#"{"lock_code":"12a4"}"#,
@@ -182,8 +223,32 @@ mod tests {
             "lock_code=1234",
             "",
         ] {
+            assert!(matches!(code(bad), Err(Error::BadRequest(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn late_logins_carry_their_time() {
+        let now = 1_800_000_000;
+        let login = parse_login(
+            r#"{"lock_code":"0420","used_at":"2027-01-15T07:00:00Z"}"#,
+            now,
+        )
+        .unwrap();
+        assert_eq!(login.used_at, Some(now - 3_600));
+        assert_eq!(
+            parse_login(r#"{"lock_code":"0420","used_at":null}"#, now)
+                .unwrap()
+                .used_at,
+            None
+        );
+        for bad in [
+            r#"{"lock_code":"0420","used_at":"yesterday"}"#,
+            r#"{"lock_code":"0420","used_at":1700000000}"#,
+            r#"{"lock_code":"0420","used_at":"2099-01-01T00:00:00Z"}"#,
+        ] {
             assert!(
-                matches!(parse_login(bad), Err(Error::BadRequest(_))),
+                matches!(parse_login(bad, now), Err(Error::BadRequest(_))),
                 "{bad}"
             );
         }

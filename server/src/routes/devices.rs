@@ -9,17 +9,25 @@ use serde::Serialize;
 use crate::auth::{Admin, CsrfForm, CsrfProtected};
 use crate::db::{devices, Db};
 use crate::error::{Error, Result};
+use crate::presence::Presence;
 use crate::views::{human_time, render, Chrome};
 use crate::{token, validate};
+use rocket::State;
 
 pub fn routes() -> Vec<Route> {
-    routes![list, create, revoke_page, revoke]
+    routes![list, create, revoke_page, revoke, set_delivery]
 }
 
 #[derive(Serialize)]
 struct DeviceRow {
     id: i64,
     name: String,
+    delivery: String,
+    online: bool,
+    kodi_version: Option<String>,
+    /// Kodi enforces profile PINs only under a master lock: warn when the agent saw none.
+    master_lock_off: bool,
+    kodi_unreachable: bool,
     created_at: String,
     last_seen_at: Option<String>,
     revoked_at: Option<String>,
@@ -38,11 +46,21 @@ struct NewToken {
     token: String,
 }
 
-async fn list_page(db: &Db, chrome: Chrome, new_token: Option<NewToken>) -> Result<Template> {
+async fn list_page(
+    db: &Db,
+    presence: &Presence,
+    chrome: Chrome,
+    new_token: Option<NewToken>,
+) -> Result<Template> {
     let devices = devices::list(db)
         .await?
         .into_iter()
         .map(|d| DeviceRow {
+            online: d.revoked_at.is_none() && presence.is_online(d.id),
+            master_lock_off: d.master_lock == Some(false),
+            kodi_unreachable: d.kodi_reachable == Some(false),
+            kodi_version: d.kodi_version,
+            delivery: d.delivery,
             id: d.id,
             name: d.name,
             created_at: human_time(d.created_at),
@@ -59,8 +77,13 @@ async fn list_page(db: &Db, chrome: Chrome, new_token: Option<NewToken>) -> Resu
 }
 
 #[get("/devices")]
-pub async fn list(_admin: Admin, db: &Db, chrome: Chrome) -> Result<Template> {
-    list_page(db, chrome, None).await
+pub async fn list(
+    _admin: Admin,
+    db: &Db,
+    presence: &State<Presence>,
+    chrome: Chrome,
+) -> Result<Template> {
+    list_page(db, presence, chrome, None).await
 }
 
 #[derive(FromForm)]
@@ -93,6 +116,7 @@ pub async fn create(
     _admin: Admin,
     form: CsrfForm<DeviceForm>,
     db: &Db,
+    presence: &State<Presence>,
     mut chrome: Chrome,
 ) -> Result<std::result::Result<Template, Flash<Redirect>>> {
     match add(db, &form.0.name).await {
@@ -103,9 +127,13 @@ pub async fn create(
                     "Device “{name}” added. Copy its token now: it is shown only once."
                 ),
             });
-            Ok(Ok(
-                list_page(db, chrome, Some(NewToken { name, token })).await?
-            ))
+            Ok(Ok(list_page(
+                db,
+                presence,
+                chrome,
+                Some(NewToken { name, token }),
+            )
+            .await?))
         }
         Err(Error::BadRequest(why) | Error::Conflict(why)) => Ok(Err(Flash::error(
             Redirect::to(uri!(list)),
@@ -144,4 +172,41 @@ pub async fn revoke(
     } else {
         Err(Error::NotFound)
     }
+}
+
+#[derive(FromForm)]
+pub struct DeliveryForm {
+    csrf_token: String,
+    #[field(validate = len(..=10))]
+    delivery: String,
+}
+
+impl CsrfProtected for DeliveryForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+/// Chooses how PINs reach a device's profiles: its agent, or the server's own machine.
+#[post("/devices/<id>/delivery", data = "<form>")]
+pub async fn set_delivery(
+    _admin: Admin,
+    id: i64,
+    form: CsrfForm<DeliveryForm>,
+    db: &Db,
+) -> Result<Flash<Redirect>> {
+    let delivery = form.0.delivery;
+    if !matches!(delivery.as_str(), "agent" | "local") {
+        return Ok(Flash::error(
+            Redirect::to(uri!(list)),
+            "Choose agent or local.",
+        ));
+    }
+    if !devices::set_delivery(db, id, &delivery).await? {
+        return Err(Error::NotFound);
+    }
+    Ok(Flash::success(
+        Redirect::to(uri!(list)),
+        format!("New tickets for this device's profiles go by {delivery}."),
+    ))
 }

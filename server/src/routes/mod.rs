@@ -1,5 +1,6 @@
 //! HTTP routes, one module per area, and the catchers.
 
+pub mod agent;
 pub mod api;
 pub mod assets;
 pub mod auth;

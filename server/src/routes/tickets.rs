@@ -16,7 +16,15 @@ use crate::error::{Error, Result};
 use crate::validate;
 
 pub fn routes() -> Vec<Route> {
-    routes![new_page, create, delete_page, delete, retry]
+    routes![
+        new_page,
+        create,
+        delete_page,
+        delete,
+        retry,
+        end_now,
+        extend
+    ]
 }
 
 /// Lengths offered as one-click choices on the ticket form.
@@ -160,6 +168,82 @@ pub async fn retry(
         Ok(Flash::error(
             to,
             format!("Ticket {} is not waiting for a retry.", ticket.lock_code),
+        ))
+    }
+}
+
+#[post("/tickets/<id>/end", data = "<_form>")]
+pub async fn end_now(
+    _admin: Admin,
+    id: i64,
+    _form: CsrfForm<super::PlainForm>,
+    db: &Db,
+    waker: &State<Waker>,
+) -> Result<Flash<Redirect>> {
+    let ticket = db::tickets::find(db, id).await?.ok_or(Error::NotFound)?;
+    let to = Redirect::to(uri!(profiles::show(ticket.profile_id)));
+    if db::tickets::end_now(db, id).await? {
+        waker.wake();
+        Ok(Flash::success(
+            to,
+            format!(
+                "Ticket {} ended; the Kodi box logs the profile off.",
+                ticket.lock_code
+            ),
+        ))
+    } else {
+        Ok(Flash::error(
+            to,
+            format!("Ticket {} is not running.", ticket.lock_code),
+        ))
+    }
+}
+
+#[derive(FromForm)]
+pub struct ExtendForm {
+    csrf_token: String,
+    #[field(validate = len(..=20))]
+    minutes: String,
+}
+
+impl CsrfProtected for ExtendForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+#[post("/tickets/<id>/extend", data = "<form>")]
+pub async fn extend(
+    _admin: Admin,
+    id: i64,
+    form: CsrfForm<ExtendForm>,
+    db: &Db,
+    waker: &State<Waker>,
+) -> Result<Flash<Redirect>> {
+    let ticket = db::tickets::find(db, id).await?.ok_or(Error::NotFound)?;
+    let to = Redirect::to(uri!(profiles::show(ticket.profile_id)));
+    let minutes = match validate::length(&form.0.minutes) {
+        Ok(m) if m + ticket.length <= validate::LENGTH_MAX => m,
+        _ => {
+            return Ok(Flash::error(
+                to,
+                format!(
+                    "Not extended: a ticket lasts at most {} minutes.",
+                    validate::LENGTH_MAX
+                ),
+            ))
+        }
+    };
+    if db::tickets::extend(db, id, minutes).await? {
+        waker.wake();
+        Ok(Flash::success(
+            to,
+            format!("Added {minutes} minutes to ticket {}.", ticket.lock_code),
+        ))
+    } else {
+        Ok(Flash::error(
+            to,
+            format!("Ticket {} is not running.", ticket.lock_code),
         ))
     }
 }

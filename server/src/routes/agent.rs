@@ -1,0 +1,128 @@
+//! The agent's side of the API: a live stream of what to do on the box, and its reports.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use kodi_tickets_protocol::{AgentEvent, AgentStatus, DeliveryOutcome, DeliveryReport};
+use rocket::response::stream::{Event, EventStream};
+use rocket::serde::json::Json;
+use rocket::tokio::{self, time};
+use rocket::{get, post, routes, Route, Shutdown, State};
+
+use crate::auth::Device;
+use crate::db::{self, deliveries, devices, tickets, Db};
+use crate::delivery::Waker;
+use crate::error::{Error, Result};
+use crate::presence::Presence;
+use crate::views::rfc3339;
+
+pub fn routes() -> Vec<Route> {
+    routes![events, report, status]
+}
+
+/// How often an open stream re-checks its device (revocation, sessions) without a change.
+const TICK: Duration = Duration::from_secs(5);
+/// A session that ended this recently is still sent, so a reconnecting agent logs it off.
+const ENDED_GRACE_SECS: i64 = 300;
+
+/// Server-sent events for one device: every unacknowledged delivery and running session on
+/// connect, then each new one as it happens. Ends when the device is revoked.
+#[get("/agent/events")]
+fn events(
+    device: Device,
+    db: &Db,
+    waker: &State<Waker>,
+    presence: &State<Presence>,
+    mut shutdown: Shutdown,
+) -> EventStream![Event + 'static] {
+    let pool = db::Pool::clone(db);
+    let mut changes = waker.subscribe();
+    let online = presence.connect(device.id);
+    EventStream! {
+        let _online = online;
+        let mut sent_deliveries = HashSet::new();
+        let mut sent_sessions: HashMap<i64, i64> = HashMap::new();
+        loop {
+            match devices::is_live(&pool, device.id).await {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => tracing::error!("agent stream: {e}"),
+            }
+            for job in deliveries::pending_for_device(&pool, device.id).await.unwrap_or_default() {
+                if sent_deliveries.insert(job.id) {
+                    yield Event::json(&AgentEvent::Arm {
+                        delivery_id: job.id,
+                        ticket_id: job.ticket_id,
+                        profile: job.profile_name,
+                        lock_code: job.lock_code,
+                    })
+                    .event("arm");
+                }
+            }
+            let now = db::now();
+            for s in tickets::sessions_for_device(&pool, device.id, now, ENDED_GRACE_SECS)
+                .await
+                .unwrap_or_default()
+            {
+                if sent_sessions.insert(s.ticket_id, s.expires_at) != Some(s.expires_at) {
+                    yield Event::json(&AgentEvent::Session {
+                        ticket_id: s.ticket_id,
+                        profile: s.profile_name,
+                        expires_at: rfc3339(s.expires_at),
+                    })
+                    .event("session");
+                }
+            }
+            tokio::select! {
+                _ = changes.recv() => {}
+                _ = time::sleep(TICK) => {}
+                _ = &mut shutdown => break,
+            }
+        }
+    }
+    .heartbeat(Duration::from_secs(15))
+}
+
+#[post("/agent/deliveries/<id>", data = "<report>")]
+async fn report(
+    device: Device,
+    id: i64,
+    report: Json<DeliveryReport>,
+    db: &Db,
+    waker: &State<Waker>,
+) -> Result<Json<serde_json::Value>> {
+    let outcome = match report.outcome {
+        DeliveryOutcome::Applied => deliveries::Outcome::Applied,
+        DeliveryOutcome::Busy => deliveries::Outcome::Busy,
+        DeliveryOutcome::Failed => deliveries::Outcome::Failed,
+    };
+    let message: String = report.message.chars().take(500).collect();
+    if !deliveries::report(db, id, device.id, outcome, report.exit_code, &message).await? {
+        return Err(Error::NotFoundMessage(
+            "no such delivery for this device".into(),
+        ));
+    }
+    waker.wake();
+    Ok(Json(serde_json::json!({ "ok": true })))
+}
+
+#[post("/agent/status", data = "<status>")]
+async fn status(
+    device: Device,
+    status: Json<AgentStatus>,
+    db: &Db,
+) -> Result<Json<serde_json::Value>> {
+    let version = status
+        .kodi_version
+        .as_deref()
+        .map(|v| v.chars().take(40).collect::<String>());
+    devices::set_status(
+        db,
+        device.id,
+        status.kodi_reachable,
+        version.as_deref(),
+        status.master_lock,
+    )
+    .await?;
+    Ok(Json(serde_json::json!({ "ok": true })))
+}
