@@ -1,9 +1,138 @@
-//! The Kodi-box agent. Until it is built (see the agent issue), it says so honestly.
+//! kodi-tickets-agent: runs on the Kodi box. It applies ticket PINs the server sends, sees
+//! profiles unlocked on the TV, reports those logins, and ends sessions when time is up.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tracing_subscriber::EnvFilter;
+
+use kodi_tickets_agent::config::{Config, DEFAULT_CONFIG, ENV_PREFIX};
+use kodi_tickets_agent::server::{ServerClient, ServerError};
+use kodi_tickets_agent::{agent, kodi};
+
+/// Exit code for a configuration the agent cannot run with (sysexits' EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+const USAGE: &str = "usage: kodi-tickets-agent [--config FILE] | --version\n\
+    Settings come from FILE (default: $KODI_TICKETS_AGENT_CONFIG, else /etc/kodi-tickets/agent.toml\n\
+    when it exists) and KODI_TICKETS_AGENT_* variables; see README.md.";
+
+/// How often the agent tells the server what its Kodi looks like.
+const STATUS_EVERY: Duration = Duration::from_secs(60);
+
+fn config_path(args: &[String], env: &HashMap<String, String>) -> Result<Option<PathBuf>, String> {
+    match args {
+        [] => Ok(env
+            .get(&format!("{ENV_PREFIX}CONFIG"))
+            .map(PathBuf::from)
+            .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()))),
+        [flag, file] if flag == "--config" => Ok(Some(PathBuf::from(file))),
+        _ => Err(USAGE.to_owned()),
+    }
+}
 
 fn main() -> ExitCode {
-    println!("kodi-tickets-agent {}", env!("CARGO_PKG_VERSION"));
-    eprintln!("kodi-tickets-agent: not implemented yet");
-    ExitCode::from(2)
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--version") {
+        println!("kodi-tickets-agent {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let config = match config_path(&args, &env).and_then(|path| {
+        Config::load(path.as_deref(), &env).map_err(|e| format!("configuration: {e}"))
+    }) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("kodi-tickets-agent: {message}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("kodi-tickets-agent: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kodi-tickets-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    tracing::info!(?config, "starting");
+    let server = ServerClient::new(config.server_url(), &config.device_token)?;
+    let mut agent = agent::Agent::new(config.clone(), server.clone())?;
+    let (events_tx, mut events) = mpsc::channel(64);
+    tokio::spawn(follow_server(server, events_tx));
+    let mut kodi = kodi::watch(config.kodi_jsonrpc.clone(), Some(config.profiles_xml()));
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    let mut status = tokio::time::interval(STATUS_EVERY);
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            Some(event) = events.recv() => agent.on_event(event).await,
+            Some(observation) = kodi.recv() => agent.on_observation(observation).await,
+            _ = ticks.tick() => agent.tick().await,
+            _ = status.tick() => agent.send_status().await,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+    tracing::info!("stopping; state is saved, running sessions resume at the next start");
+    Ok(())
+}
+
+/// Holds the event stream open, reconnecting with capped backoff; the server sends every
+/// unacknowledged delivery and running session again on each connect.
+async fn follow_server(
+    server: ServerClient,
+    events: mpsc::Sender<kodi_tickets_protocol::AgentEvent>,
+) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match server.events().await {
+            Ok(stream) => {
+                tracing::info!("connected to the server");
+                backoff = Duration::from_millis(500);
+                let mut stream = std::pin::pin!(stream);
+                while let Some(item) = stream.next().await {
+                    match item {
+                        Ok(event) => {
+                            if events.send(event).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!("server stream broke: {e}");
+                            break;
+                        }
+                    }
+                }
+                tracing::warn!("disconnected from the server; reconnecting");
+            }
+            Err(ServerError::Unauthorized) => {
+                tracing::error!(
+                    "the server refuses this device's token (revoked?); retrying in a minute"
+                );
+                backoff = Duration::from_secs(60);
+            }
+            Err(e) => tracing::warn!("cannot reach the server: {e}"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
 }

@@ -1,0 +1,442 @@
+//! The agent's decisions: what to apply when, which login to report, when to end a session.
+//!
+//! Everything runs on one task, so the state needs no lock; the script runs (a Kodi restart,
+//! seconds) block it on purpose: nothing else may touch Kodi meanwhile.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use kodi_tickets_protocol::{
+    AgentEvent, AgentStatus, DeliveryOutcome, DeliveryReport, LoginRequest,
+};
+use rand::Rng;
+
+use crate::apply;
+use crate::config::Config;
+use crate::kodi::{Kodi, Observation, SessionState};
+use crate::server::{ServerClient, ServerError};
+use crate::state::{key, Arm, Session, State, UnreportedLogin};
+
+/// Minutes before the end at which the TV shows how long is left.
+const WARN_AT_MINUTES: [i64; 2] = [5, 1];
+
+pub struct Agent {
+    config: Config,
+    server: ServerClient,
+    state: State,
+    state_path: PathBuf,
+    /// What the Kodi watcher saw last; `None` while Kodi does not answer.
+    kodi: Option<SessionState>,
+}
+
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+fn parse_time(text: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
+impl Agent {
+    pub fn new(config: Config, server: ServerClient) -> std::io::Result<Agent> {
+        let state_path = config.state_file.clone();
+        let state = State::load(&state_path)?;
+        Ok(Agent {
+            config,
+            server,
+            state,
+            state_path,
+            kodi: None,
+        })
+    }
+
+    fn save(&self) {
+        if let Err(e) = self.state.save(&self.state_path) {
+            tracing::error!(
+                "cannot save the agent state to {}: {e}",
+                self.state_path.display()
+            );
+        }
+    }
+
+    fn eventserver(&self) -> Option<SocketAddr> {
+        self.config.kodi_eventserver.parse().ok()
+    }
+
+    fn logged_on_profile(&self) -> Option<&str> {
+        self.kodi
+            .as_ref()
+            .filter(|s| s.logged_on)
+            .map(|s| s.profile.as_str())
+    }
+
+    pub async fn on_event(&mut self, event: AgentEvent) {
+        match event {
+            AgentEvent::Arm {
+                delivery_id,
+                ticket_id,
+                profile,
+                lock_code,
+            } => {
+                let arm = Arm {
+                    delivery_id,
+                    ticket_id,
+                    profile,
+                    lock_code,
+                };
+                let armed_now = self
+                    .state
+                    .armed
+                    .get(&key(&arm.profile))
+                    .map(|a| a.ticket_id);
+                if armed_now == Some(arm.ticket_id) {
+                    // Sent again after a reconnect: already done.
+                    self.report(&arm, applied()).await;
+                } else if self.state.enqueue(arm) {
+                    self.save();
+                }
+                self.arm_waiting().await;
+            }
+            AgentEvent::Session {
+                ticket_id,
+                profile,
+                expires_at,
+            } => {
+                let Some(expires_at) = parse_time(&expires_at) else {
+                    tracing::warn!("session {ticket_id}: unreadable expiry {expires_at:?}");
+                    return;
+                };
+                // A session the server knows is running cannot be armed or waiting any more.
+                self.state.queued.retain(|a| a.ticket_id != ticket_id);
+                if self
+                    .state
+                    .armed
+                    .get(&key(&profile))
+                    .is_some_and(|a| a.ticket_id == ticket_id)
+                {
+                    self.state.armed.remove(&key(&profile));
+                }
+                let session = self
+                    .state
+                    .sessions
+                    .entry(ticket_id)
+                    .or_insert_with(|| Session {
+                        profile: profile.clone(),
+                        expires_at,
+                        warned: Default::default(),
+                    });
+                if session.expires_at != expires_at {
+                    session.expires_at = expires_at;
+                    // More minutes: warn again when the new end comes near.
+                    session.warned.retain(|m| expires_at - now() <= m * 60);
+                }
+                self.save();
+                self.end_due_sessions().await;
+            }
+        }
+    }
+
+    pub async fn on_observation(&mut self, observation: Observation) {
+        match observation {
+            Observation::Unreachable => self.kodi = None,
+            Observation::Session(session) => {
+                tracing::info!(logged_on = session.logged_on, profile = %session.profile, "Kodi session");
+                let was = self.logged_on_profile().map(key);
+                self.kodi = Some(session);
+                let is = self.logged_on_profile().map(key);
+                if let Some(profile) = was.filter(|p| Some(p) != is.as_ref()) {
+                    self.session_left(&profile);
+                }
+                if let Some(profile) = is {
+                    self.profile_opened(&profile).await;
+                }
+                self.arm_waiting().await;
+            }
+        }
+    }
+
+    /// Someone unlocked `profile`: if its lock code was a ticket's PIN, that ticket is used.
+    async fn profile_opened(&mut self, profile: &str) {
+        let Some(arm) = self.state.armed.remove(profile) else {
+            return;
+        };
+        tracing::info!(ticket = arm.ticket_id, profile = %arm.profile, "ticket PIN used on the TV");
+        self.state.unreported.push(UnreportedLogin {
+            ticket_id: arm.ticket_id,
+            profile: arm.profile,
+            lock_code: arm.lock_code,
+            used_at: now(),
+        });
+        self.save();
+        self.report_logins().await;
+    }
+
+    /// Nobody is in `profile` any more: its PIN, used, must not open it again.
+    fn session_left(&mut self, profile: &str) {
+        let running = self
+            .state
+            .sessions
+            .values()
+            .any(|s| key(&s.profile) == profile)
+            || self
+                .state
+                .unreported
+                .iter()
+                .any(|u| key(&u.profile) == profile);
+        if running {
+            self.state.relock.insert(profile.to_owned());
+            self.save();
+        }
+    }
+
+    /// Tells the server about logins seen on the TV, with the time they happened; retried
+    /// every tick until the server has them.
+    async fn report_logins(&mut self) {
+        let pending = std::mem::take(&mut self.state.unreported);
+        for login in pending {
+            let request = LoginRequest {
+                lock_code: login.lock_code.clone(),
+                used_at: Some(rfc3339(login.used_at)),
+            };
+            match self.server.login(&request).await {
+                Ok(answer) => {
+                    let expires_at = parse_time(&answer.expires_at).unwrap_or_else(now);
+                    self.state.sessions.insert(
+                        login.ticket_id,
+                        Session {
+                            profile: login.profile,
+                            expires_at,
+                            warned: Default::default(),
+                        },
+                    );
+                }
+                Err(ServerError::Refused { status: 404, .. }) => self.login_refused(login).await,
+                Err(e) => {
+                    tracing::warn!("login of ticket {} not reported yet: {e}", login.ticket_id);
+                    self.state.unreported.push(login);
+                }
+            }
+        }
+        self.save();
+    }
+
+    /// The server does not know the PIN as unused: it was reported before (then it runs), or
+    /// the ticket was deleted (then nobody may stay in the profile on it).
+    async fn login_refused(&mut self, login: UnreportedLogin) {
+        let running = match self.server.ticket(&login.lock_code).await {
+            Ok(t) if t.id == login.ticket_id => t.expires_at.as_deref().and_then(parse_time),
+            _ => None,
+        };
+        let expires_at = running.unwrap_or_else(now);
+        tracing::warn!(
+            ticket = login.ticket_id,
+            "server refused the login; session ends at {}",
+            rfc3339(expires_at)
+        );
+        self.state.sessions.insert(
+            login.ticket_id,
+            Session {
+                profile: login.profile,
+                expires_at,
+                warned: Default::default(),
+            },
+        );
+        self.end_due_sessions().await;
+    }
+
+    pub async fn tick(&mut self) {
+        if !self.state.unreported.is_empty() {
+            self.report_logins().await;
+        }
+        self.warn_sessions().await;
+        self.end_due_sessions().await;
+        self.arm_waiting().await;
+    }
+
+    async fn warn_sessions(&mut self) {
+        let now = now();
+        let Some(current) = self.logged_on_profile().map(key) else {
+            return;
+        };
+        let mut due = Vec::new();
+        for session in self.state.sessions.values_mut() {
+            if key(&session.profile) != current {
+                continue;
+            }
+            let left = session.expires_at - now;
+            for minutes in WARN_AT_MINUTES {
+                if left > 0 && left <= minutes * 60 && session.warned.insert(minutes) {
+                    due.push(minutes);
+                }
+            }
+        }
+        if let Some(minutes) = due.into_iter().min() {
+            self.save();
+            let text = if minutes == 1 {
+                "1 minute left".to_owned()
+            } else {
+                format!("{minutes} minutes left")
+            };
+            match Kodi::connect(&self.config.kodi_jsonrpc).await {
+                Ok(kodi) => {
+                    if let Err(e) = kodi.notify("Kodi Tickets", &text, 10_000).await {
+                        tracing::warn!("cannot show the warning: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!("cannot show the warning: {e}"),
+            }
+        }
+    }
+
+    /// Logs off sessions whose time is up and marks their profiles for a new lock code.
+    async fn end_due_sessions(&mut self) {
+        let now = now();
+        let ended: Vec<i64> = self
+            .state
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.expires_at <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for ticket_id in ended {
+            let Some(session) = self.state.sessions.get(&ticket_id).cloned() else {
+                continue;
+            };
+            let profile = key(&session.profile);
+            if self.logged_on_profile().map(key).as_deref() == Some(profile.as_str()) {
+                tracing::info!(ticket = ticket_id, profile = %session.profile, "time is up: logging off");
+                let Some(eventserver) = self.eventserver() else {
+                    return;
+                };
+                let result = match Kodi::connect(&self.config.kodi_jsonrpc).await {
+                    Ok(kodi) => kodi.end_session(eventserver).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = result {
+                    // Kept: the next tick tries again.
+                    tracing::warn!("cannot log off {}: {e}", session.profile);
+                    continue;
+                }
+            }
+            self.state.sessions.remove(&ticket_id);
+            self.state.relock.insert(profile);
+            self.save();
+        }
+    }
+
+    /// With nobody logged in, replaces used PINs and arms waiting tickets.
+    async fn arm_waiting(&mut self) {
+        // NOTE: the script restarts Kodi, so it runs only at the login screen; a Kodi that
+        // does not answer counts as stopped (the script then only edits its file).
+        if self.logged_on_profile().is_some() {
+            return;
+        }
+        let mut index = 0;
+        while index < self.state.queued.len() {
+            let arm = self.state.queued[index].clone();
+            let profile = key(&arm.profile);
+            let busy = self.state.armed.contains_key(&profile)
+                || self
+                    .state
+                    .sessions
+                    .values()
+                    .any(|s| key(&s.profile) == profile)
+                || self
+                    .state
+                    .unreported
+                    .iter()
+                    .any(|u| key(&u.profile) == profile);
+            if busy {
+                index += 1;
+                continue;
+            }
+            let label = format!("ticket={} delivery={}", arm.ticket_id, arm.delivery_id);
+            let report =
+                apply::set_lock_code(&self.config, &arm.profile, &arm.lock_code, &label).await;
+            match report.outcome {
+                DeliveryOutcome::Applied => {
+                    self.state.queued.remove(index);
+                    self.state.relock.remove(&profile);
+                    self.state.armed.insert(profile, arm.clone());
+                }
+                DeliveryOutcome::Busy => index += 1,
+                DeliveryOutcome::Failed => {
+                    // The admin's Retry sends it again.
+                    self.state.queued.remove(index);
+                }
+            }
+            self.save();
+            self.report(&arm, report).await;
+            if self.logged_on_profile().is_some() {
+                return;
+            }
+        }
+        let relock: Vec<String> = self.state.relock.iter().cloned().collect();
+        for profile in relock {
+            let secret = format!("{:04}", rand::thread_rng().gen_range(0..10_000));
+            let report = apply::set_lock_code(&self.config, &profile, &secret, "relock").await;
+            match report.outcome {
+                DeliveryOutcome::Applied | DeliveryOutcome::Failed => {
+                    if report.outcome == DeliveryOutcome::Failed {
+                        tracing::error!("cannot re-lock {profile}: {}", report.message);
+                    }
+                    self.state.relock.remove(&profile);
+                    self.save();
+                }
+                DeliveryOutcome::Busy => return,
+            }
+        }
+    }
+
+    async fn report(&self, arm: &Arm, report: DeliveryReport) {
+        if let Err(e) = self.server.report(arm.delivery_id, &report).await {
+            // The server sends unacknowledged deliveries again on reconnect; re-applying an
+            // armed ticket is then answered from the state without running the script.
+            tracing::warn!("delivery {} not acknowledged yet: {e}", arm.delivery_id);
+        }
+    }
+
+    /// Tells the server what this box's Kodi looks like (Devices page).
+    pub async fn send_status(&self) {
+        let status = match Kodi::connect(&self.config.kodi_jsonrpc).await {
+            Ok(kodi) => AgentStatus {
+                agent_version: env!("CARGO_PKG_VERSION").into(),
+                kodi_reachable: true,
+                kodi_version: kodi.version().await.ok(),
+                master_lock: kodi.master_lock_on().await.ok(),
+            },
+            Err(_) => AgentStatus {
+                agent_version: env!("CARGO_PKG_VERSION").into(),
+                kodi_reachable: false,
+                kodi_version: None,
+                master_lock: None,
+            },
+        };
+        if status.master_lock == Some(false) {
+            tracing::warn!("Kodi's master lock is off: Kodi does not enforce profile PINs");
+        }
+        if let Err(e) = self.server.status(&status).await {
+            tracing::warn!("cannot send the status: {e}");
+        }
+    }
+}
+
+fn applied() -> DeliveryReport {
+    DeliveryReport {
+        outcome: DeliveryOutcome::Applied,
+        exit_code: Some(0),
+        message: "applied to Kodi".into(),
+    }
+}

@@ -1,0 +1,446 @@
+//! One WebSocket JSON-RPC connection to Kodi.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use jsonrpsee::core::ClientError;
+use jsonrpsee::ws_client::{RpcService, RpcServiceBuilder, WsClient, WsClientBuilder};
+
+use super::rpc::{
+    ApplicationClient, GuiClient, JsonRpcClient, Password, ProfileDetail, ProfilesClient,
+    XbmcClient,
+};
+use super::{log_off, KodiError, SessionState};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Every call the agent makes is answered at once by Kodi; a slow answer means Kodi hangs.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const LOGGED_ON: &str = "System.LoggedOn";
+const GET_PROFILES: &str = "Profiles.GetProfiles";
+
+/// One WebSocket JSON-RPC connection to Kodi (`ws://{addr}/jsonrpc`).
+///
+/// Kodi drops every client on each profile switch: a `Kodi` is then dead for good
+/// ([`Kodi::closed`] resolves); connect a new one.
+#[derive(Debug)]
+pub struct Kodi {
+    // NOTE: built without jsonrpsee's request logger (`RpcService` bare): it would write
+    // `Profiles.LoadProfile`'s lock-code hash to the log at trace level.
+    client: WsClient<RpcService>,
+}
+
+impl Kodi {
+    /// Connects to Kodi's JSON-RPC at `addr` ("127.0.0.1:9090"), giving up after ~3 s.
+    pub async fn connect(addr: &str) -> Result<Kodi, KodiError> {
+        let url = format!("ws://{addr}/jsonrpc");
+        let client = WsClientBuilder::new()
+            .connection_timeout(CONNECT_TIMEOUT)
+            .request_timeout(REQUEST_TIMEOUT)
+            .set_rpc_middleware(RpcServiceBuilder::new())
+            .build(&url)
+            .await
+            .map_err(|source| KodiError::Connect { url, source })?;
+        Ok(Kodi { client })
+    }
+
+    /// Who is logged in: `Profiles.GetCurrentProfile` and `System.LoggedOn`.
+    pub async fn session(&self) -> Result<SessionState, KodiError> {
+        const GET_PROFILE: &str = "Profiles.GetCurrentProfile";
+        const GET_BOOLEANS: &str = "XBMC.GetInfoBooleans";
+        let (profile, booleans) = tokio::join!(
+            self.client.get_current_profile(),
+            self.client.get_info_booleans(&[LOGGED_ON]),
+        );
+        let profile = profile.map_err(rpc_error(GET_PROFILE))?.label;
+        let booleans = booleans.map_err(rpc_error(GET_BOOLEANS))?;
+        let logged_on = *booleans.get(LOGGED_ON).ok_or(KodiError::BadAnswer {
+            method: GET_BOOLEANS,
+            detail: format!("no {LOGGED_ON} in the answer"),
+        })?;
+        Ok(SessionState { logged_on, profile })
+    }
+
+    /// Kodi's version as "20.1" (stable) or "21.0-beta2" (pre-release).
+    pub async fn version(&self) -> Result<String, KodiError> {
+        let properties = self
+            .client
+            .get_properties(&["version"])
+            .await
+            .map_err(rpc_error("Application.GetProperties"))?;
+        Ok(properties.version.display())
+    }
+
+    /// Whether the master profile has a lock. Without one Kodi enforces no profile lock at
+    /// all: the login screen opens every profile without asking for its code.
+    pub async fn master_lock_on(&self) -> Result<bool, KodiError> {
+        let master = self.master_profile().await?;
+        let lockmode = master.lockmode.ok_or_else(|| KodiError::BadAnswer {
+            method: GET_PROFILES,
+            detail: format!("no lockmode for profile {:?}", master.label),
+        })?;
+        Ok(lockmode != 0)
+    }
+
+    /// The master profile, with its lockmode (the master lock).
+    ///
+    /// Kodi lists profiles in profiles.xml order, the master profile first, and reports the
+    /// master lock as the first entry's `lockmode`.
+    async fn master_profile(&self) -> Result<ProfileDetail, KodiError> {
+        let list = self
+            .client
+            .get_profiles(&["lockmode"])
+            .await
+            .map_err(rpc_error(GET_PROFILES))?;
+        list.profiles
+            .into_iter()
+            .next()
+            .ok_or(KodiError::BadAnswer {
+                method: GET_PROFILES,
+                detail: "no profiles listed".into(),
+            })
+    }
+
+    /// Ends the logged-in session with [`log_off`] through the EventServer at `eventserver`,
+    /// after checking that doing so is safe.
+    ///
+    /// Refuses ([`KodiError::LogOffRefused`]) at the login screen and while the master
+    /// profile is logged on: in both cases `System.LogOff` leaves Kodi's JSON-RPC down until
+    /// someone logs in at the TV (seen on 20.1: Kodi only restarts its network services when
+    /// logging off loads the master profile, which is already loaded then).
+    pub async fn end_session(&self, eventserver: SocketAddr) -> Result<(), KodiError> {
+        let session = self.session().await?;
+        if !session.logged_on {
+            return Err(KodiError::LogOffRefused {
+                reason: "nobody is logged in",
+            });
+        }
+        let master = self.master_profile().await?;
+        if same_profile(&session.profile, &master.label) {
+            return Err(KodiError::LogOffRefused {
+                reason: "the master profile is logged in",
+            });
+        }
+        log_off(eventserver).await
+    }
+
+    /// Shows a toast on the TV for `display_ms` milliseconds.
+    pub async fn notify(
+        &self,
+        title: &str,
+        message: &str,
+        display_ms: u32,
+    ) -> Result<(), KodiError> {
+        const METHOD: &str = "GUI.ShowNotification";
+        let answer = self
+            .client
+            .show_notification(title, message, display_ms)
+            .await
+            .map_err(rpc_error(METHOD))?;
+        expect_ok(METHOD, &answer)
+    }
+
+    /// Logs `profile` in with the MD5 of its lock code (hex, as in profiles.xml; Kodi ignores
+    /// the case).
+    ///
+    /// Refuses, without asking Kodi to load anything, when `profile` is already loaded and
+    /// logged on: loading it again stops Kodi's network services for good. Kodi answers
+    /// before the switch happens; the switch then drops this connection.
+    pub async fn load_profile_md5(&self, profile: &str, md5_hex: &str) -> Result<(), KodiError> {
+        const METHOD: &str = "Profiles.LoadProfile";
+        let current = self.session().await?;
+        if current.logged_on && same_profile(&current.profile, profile) {
+            return Err(KodiError::AlreadyLoaded {
+                profile: profile.to_owned(),
+            });
+        }
+        let password = Password {
+            value: md5_hex,
+            encryption: "md5",
+        };
+        let answer = self
+            .client
+            .load_profile(profile, password)
+            .await
+            .map_err(rpc_error(METHOD))?;
+        expect_ok(METHOD, &answer)
+    }
+
+    /// Broadcasts `Other.<message>` to every JSON-RPC client and add-on.
+    pub async fn notify_all(
+        &self,
+        sender: &str,
+        message: &str,
+        data: serde_json::Value,
+    ) -> Result<(), KodiError> {
+        const METHOD: &str = "JSONRPC.NotifyAll";
+        let answer = self
+            .client
+            .notify_all(sender, message, &data)
+            .await
+            .map_err(rpc_error(METHOD))?;
+        expect_ok(METHOD, &answer)
+    }
+
+    /// Whether the connection is still up.
+    pub fn is_connected(&self) -> bool {
+        self.client.is_connected()
+    }
+
+    /// Resolves when the connection drops (at once if it already has).
+    pub async fn closed(&self) {
+        self.client.on_disconnect().await;
+    }
+}
+
+/// Kodi matches profile names case-insensitively.
+fn same_profile(a: &str, b: &str) -> bool {
+    a.to_lowercase() == b.to_lowercase()
+}
+
+fn rpc_error(method: &'static str) -> impl FnOnce(ClientError) -> KodiError {
+    move |error| match error {
+        ClientError::Call(call) => KodiError::Rpc {
+            method,
+            code: call.code(),
+            message: call.message().to_owned(),
+        },
+        ClientError::ParseError(e) => KodiError::BadAnswer {
+            method,
+            detail: e.to_string(),
+        },
+        source => KodiError::Transport { method, source },
+    }
+}
+
+fn expect_ok(method: &'static str, answer: &str) -> Result<(), KodiError> {
+    if answer == "OK" {
+        Ok(())
+    } else {
+        Err(KodiError::BadAnswer {
+            method,
+            detail: format!("{answer:?} instead of \"OK\""),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::kodi::fake::FakeKodi;
+
+    #[tokio::test]
+    async fn session_reads_profile_and_logged_on() {
+        let fake = FakeKodi::start().await;
+        let kodi = Kodi::connect(&fake.addr()).await.unwrap();
+        assert_eq!(
+            kodi.session().await.unwrap(),
+            SessionState {
+                logged_on: false,
+                profile: "Master user".into()
+            }
+        );
+        fake.log_in("Kids");
+        assert_eq!(
+            kodi.session().await.unwrap(),
+            SessionState {
+                logged_on: true,
+                profile: "Kids".into()
+            }
+        );
+        let calls = fake.calls();
+        assert!(calls.contains(&(
+            "XBMC.GetInfoBooleans".into(),
+            json!({"booleans": ["System.LoggedOn"]})
+        )));
+    }
+
+    #[tokio::test]
+    async fn session_without_logged_on_boolean_is_a_bad_answer() {
+        let fake = FakeKodi::start().await;
+        fake.set(|s| s.omit_logged_on = true);
+        let kodi = Kodi::connect(&fake.addr()).await.unwrap();
+        let err = kodi.session().await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                KodiError::BadAnswer {
+                    method: "XBMC.GetInfoBooleans",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn version_is_major_minor_plus_pre_release_tag() {
+        let fake = FakeKodi::start().await;
+        let kodi = Kodi::connect(&fake.addr()).await.unwrap();
+        assert_eq!(kodi.version().await.unwrap(), "20.1");
+        fake.set(|s| {
+            s.version =
+                json!({"major": 21, "minor": 0, "revision": "x", "tag": "beta", "tagversion": "2"})
+        });
+        assert_eq!(kodi.version().await.unwrap(), "21.0-beta2");
+        fake.set(|s| s.version = json!({"major": 21, "minor": 2}));
+        assert_eq!(kodi.version().await.unwrap(), "21.2");
+        assert!(fake.calls().contains(&(
+            "Application.GetProperties".into(),
+            json!({"properties": ["version"]})
+        )));
+    }
+
+    #[tokio::test]
+    async fn master_lock_is_the_first_profiles_lockmode() {
+        let fake = FakeKodi::start().await;
+        let kodi = Kodi::connect(&fake.addr()).await.unwrap();
+        assert!(kodi.master_lock_on().await.unwrap());
+        fake.set(|s| s.master_lockmode = 0);
+        assert!(!kodi.master_lock_on().await.unwrap());
+        assert!(fake.calls().contains(&(
+            "Profiles.GetProfiles".into(),
+            json!({"properties": ["lockmode"]})
+        )));
+    }
+
+    #[tokio::test]
+    async fn load_profile_sends_md5_and_never_prompts() {
+        let fake = FakeKodi::start().await;
+        let kodi = Kodi::connect(&fake.addr()).await.unwrap();
+        let md5 = "81dc9bdb52d04dc20036dbd8313ed055";
+        kodi.load_profile_md5("Kids", md5).await.unwrap();
+        let load = fake
+            .calls()
+            .into_iter()
+            .find(|(m, _)| m == "Profiles.LoadProfile")
+            .unwrap();
+        assert_eq!(
+            load.1,
+            json!({"profile": "Kids", "password": {"value": md5, "encryption": "md5"}})
+        );
+    }
+
+    #[tokio::test]
+    async fn load_profile_passes_on_kodis_refusal() {
+        let fake = FakeKodi::start().await;
+        let kodi = Kodi::connect(&fake.addr()).await.unwrap();
+        let err = kodi
+            .load_profile_md5("Kids", "00000000000000000000000000000000")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, KodiError::Rpc { code: -32602, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn load_profile_refuses_the_logged_on_profile_without_calling_kodi() {
+        let fake = FakeKodi::start().await;
+        fake.log_in("Kids");
+        let kodi = Kodi::connect(&fake.addr()).await.unwrap();
+        let err = kodi
+            .load_profile_md5("kids", "81dc9bdb52d04dc20036dbd8313ed055")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, KodiError::AlreadyLoaded { .. }), "{err:?}");
+        assert!(fake
+            .calls()
+            .iter()
+            .all(|(m, _)| m != "Profiles.LoadProfile"));
+    }
+
+    #[tokio::test]
+    async fn load_profile_from_the_login_screen_may_load_the_master() {
+        let fake = FakeKodi::start().await;
+        let kodi = Kodi::connect(&fake.addr()).await.unwrap();
+        kodi.load_profile_md5("Master user", crate::kodi::fake::MASTER_MD5)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn notify_and_notify_all_send_kodis_parameter_names() {
+        let fake = FakeKodi::start().await;
+        let kodi = Kodi::connect(&fake.addr()).await.unwrap();
+        kodi.notify("Tickets", "Hello", 4000).await.unwrap();
+        kodi.notify_all("kodi-tickets", "ticket", json!({"left": 3}))
+            .await
+            .unwrap();
+        let calls = fake.calls();
+        assert!(calls.contains(&(
+            "GUI.ShowNotification".into(),
+            json!({"title": "Tickets", "message": "Hello", "displaytime": 4000})
+        )));
+        assert!(calls.contains(&(
+            "JSONRPC.NotifyAll".into(),
+            json!({"sender": "kodi-tickets", "message": "ticket", "data": {"left": 3}})
+        )));
+    }
+
+    /// Whether `end_session` sent anything to an EventServer stand-in.
+    async fn end_session_sends(fake: &FakeKodi) -> (Result<(), KodiError>, bool) {
+        let eventserver = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let kodi = Kodi::connect(&fake.addr()).await.unwrap();
+        let result = kodi.end_session(eventserver.local_addr().unwrap()).await;
+        let mut buf = [0u8; 1024];
+        let received =
+            tokio::time::timeout(Duration::from_millis(300), eventserver.recv(&mut buf)).await;
+        (result, received.is_ok())
+    }
+
+    #[tokio::test]
+    async fn end_session_logs_a_profile_off() {
+        let fake = FakeKodi::start().await;
+        fake.log_in("Kids");
+        let (result, sent) = end_session_sends(&fake).await;
+        result.unwrap();
+        assert!(sent);
+    }
+
+    #[tokio::test]
+    async fn end_session_refuses_at_the_login_screen() {
+        let fake = FakeKodi::start().await;
+        let (result, sent) = end_session_sends(&fake).await;
+        assert!(
+            matches!(result, Err(KodiError::LogOffRefused { .. })),
+            "{result:?}"
+        );
+        assert!(!sent);
+    }
+
+    #[tokio::test]
+    async fn end_session_refuses_while_the_master_is_logged_in() {
+        let fake = FakeKodi::start().await;
+        fake.log_in("Master user");
+        let (result, sent) = end_session_sends(&fake).await;
+        assert!(
+            matches!(result, Err(KodiError::LogOffRefused { .. })),
+            "{result:?}"
+        );
+        assert!(!sent);
+    }
+
+    #[tokio::test]
+    async fn closed_resolves_when_kodi_goes_away() {
+        let mut fake = FakeKodi::start().await;
+        let kodi = Kodi::connect(&fake.addr()).await.unwrap();
+        assert!(kodi.is_connected());
+        fake.stop().await;
+        tokio::time::timeout(Duration::from_secs(5), kodi.closed())
+            .await
+            .expect("closed() resolves");
+        assert!(!kodi.is_connected());
+    }
+
+    #[tokio::test]
+    async fn connect_to_nothing_fails_fast() {
+        let port = crate::kodi::fake::free_port();
+        let err = Kodi::connect(&format!("127.0.0.1:{port}"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, KodiError::Connect { .. }), "{err:?}");
+    }
+}

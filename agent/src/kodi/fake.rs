@@ -1,0 +1,208 @@
+//! A stand-in for Kodi's WebSocket JSON-RPC in tests, answering in the shapes Kodi 20.1
+//! answers (seen on the real one).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use jsonrpsee::server::{Server, ServerHandle};
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use jsonrpsee::RpcModule;
+use serde_json::{json, Value};
+
+/// MD5 of "2580", the master lock code.
+pub const MASTER_MD5: &str = "17b3c7061788dbe82de5abe9f6fe22b3";
+/// MD5 of "1234", the Kids lock code.
+pub const KIDS_MD5: &str = "81dc9bdb52d04dc20036dbd8313ed055";
+
+pub struct FakeState {
+    pub profile: String,
+    pub logged_on: bool,
+    /// Answer `XBMC.GetInfoBooleans` without the asked-for boolean.
+    pub omit_logged_on: bool,
+    pub master_lockmode: i64,
+    pub version: Value,
+    /// Every call received: method and params (`null` when none were sent).
+    pub calls: Vec<(String, Value)>,
+}
+
+impl Default for FakeState {
+    fn default() -> Self {
+        FakeState {
+            profile: "Master user".into(),
+            logged_on: false,
+            omit_logged_on: false,
+            master_lockmode: 1,
+            version: json!({"major": 20, "minor": 1, "revision": "20230312-nogitfound", "tag": "stable"}),
+            calls: Vec::new(),
+        }
+    }
+}
+
+type Shared = Arc<Mutex<FakeState>>;
+
+pub struct FakeKodi {
+    state: Shared,
+    addr: SocketAddr,
+    handle: Option<ServerHandle>,
+}
+
+impl FakeKodi {
+    pub async fn start() -> FakeKodi {
+        let state = Shared::default();
+        let (addr, handle) = serve("127.0.0.1:0".parse().unwrap(), state.clone()).await;
+        FakeKodi {
+            state,
+            addr,
+            handle: Some(handle),
+        }
+    }
+
+    /// "127.0.0.1:port", as `Kodi::connect` takes it.
+    pub fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn set(&self, change: impl FnOnce(&mut FakeState)) {
+        change(&mut lock(&self.state));
+    }
+
+    pub fn log_in(&self, profile: &str) {
+        self.set(|s| {
+            s.profile = profile.into();
+            s.logged_on = true;
+        });
+    }
+
+    pub fn calls(&self) -> Vec<(String, Value)> {
+        lock(&self.state).calls.clone()
+    }
+
+    /// Stops listening and drops every connection, as Kodi does on a profile switch.
+    pub async fn stop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.stop().unwrap();
+            handle.stopped().await;
+        }
+    }
+
+    /// Listens again on the same port, keeping the state.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let (_, handle) = serve(self.addr, self.state.clone()).await;
+        self.handle = Some(handle);
+    }
+}
+
+impl Drop for FakeKodi {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.stop();
+        }
+    }
+}
+
+/// A port nothing listens on (just released by the OS).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn lock(state: &Shared) -> MutexGuard<'_, FakeState> {
+    state.lock().unwrap()
+}
+
+fn record(state: &Shared, method: &str, params: &Params) -> Value {
+    let value: Value = params
+        .as_str()
+        .map(|raw| serde_json::from_str(raw).unwrap())
+        .unwrap_or(Value::Null);
+    lock(state).calls.push((method.into(), value.clone()));
+    value
+}
+
+fn invalid_params() -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(-32602, "Invalid params.", None::<()>)
+}
+
+async fn serve(addr: SocketAddr, state: Shared) -> (SocketAddr, ServerHandle) {
+    let server = Server::builder().build(addr).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let mut module = RpcModule::new(state);
+    module
+        .register_method("Profiles.GetCurrentProfile", |p, s, _| {
+            record(s, "Profiles.GetCurrentProfile", &p);
+            json!({"label": lock(s).profile})
+        })
+        .unwrap();
+    module
+        .register_method("XBMC.GetInfoBooleans", |p, s, _| {
+            let params = record(s, "XBMC.GetInfoBooleans", &p);
+            let state = lock(s);
+            let mut answer = serde_json::Map::new();
+            for name in params["booleans"].as_array().into_iter().flatten() {
+                if name == "System.LoggedOn" && !state.omit_logged_on {
+                    answer.insert("System.LoggedOn".into(), state.logged_on.into());
+                }
+            }
+            Value::Object(answer)
+        })
+        .unwrap();
+    module
+        .register_method("Profiles.GetProfiles", |p, s, _| {
+            let params = record(s, "Profiles.GetProfiles", &p);
+            let with_lockmode = params["properties"]
+                .as_array()
+                .is_some_and(|a| a.contains(&json!("lockmode")));
+            let state = lock(s);
+            let mut profiles = vec![
+                json!({"label": "Master user", "lockmode": state.master_lockmode}),
+                json!({"label": "Kids", "lockmode": 1}),
+                json!({"label": "Guest", "lockmode": 0}),
+            ];
+            if !with_lockmode {
+                for profile in &mut profiles {
+                    profile.as_object_mut().unwrap().remove("lockmode");
+                }
+            }
+            json!({"limits": {"end": 3, "start": 0, "total": 3}, "profiles": profiles})
+        })
+        .unwrap();
+    module
+        .register_method("Application.GetProperties", |p, s, _| {
+            record(s, "Application.GetProperties", &p);
+            json!({"version": lock(s).version})
+        })
+        .unwrap();
+    module
+        .register_method("GUI.ShowNotification", |p, s, _| {
+            record(s, "GUI.ShowNotification", &p);
+            "OK"
+        })
+        .unwrap();
+    module
+        .register_method("JSONRPC.NotifyAll", |p, s, _| {
+            record(s, "JSONRPC.NotifyAll", &p);
+            "OK"
+        })
+        .unwrap();
+    module
+        .register_method("Profiles.LoadProfile", |p, s, _| {
+            let params = record(s, "Profiles.LoadProfile", &p);
+            let expected = match params["profile"].as_str().map(str::to_lowercase).as_deref() {
+                Some("master user") => MASTER_MD5,
+                Some("kids") => KIDS_MD5,
+                _ => return Err(invalid_params()),
+            };
+            let password = &params["password"];
+            if password["encryption"] == "md5" && password["value"] == expected {
+                Ok("OK")
+            } else {
+                Err(invalid_params())
+            }
+        })
+        .unwrap();
+    (addr, server.start(module))
+}

@@ -1,0 +1,416 @@
+//! Following Kodi's session over reconnects: Kodi sends nothing on login or log-off and
+//! drops every client on each profile switch, so the session is re-read after every
+//! (re)connect, on every rewrite of `profiles.xml` and on a slow poll.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio::time::{sleep, Instant};
+
+use super::{Kodi, KodiError, SessionState};
+
+/// What [`watch`] saw. Only changes are sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observation {
+    /// Kodi answered; this is who is logged in.
+    Session(SessionState),
+    /// Kodi's JSON-RPC does not answer (Kodi stopped, starting, or its services are down).
+    Unreachable,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    /// First retry after a drop or a failed connect; doubles up to `backoff_max`.
+    backoff_min: Duration,
+    backoff_max: Duration,
+    /// Re-read while connected: the safety net for a login nothing else reveals.
+    poll: Duration,
+    /// A profile switch drops the connection for 1–2 s; only a longer outage after a
+    /// connection is reported as `Unreachable`.
+    unreachable_grace: Duration,
+    /// After a `profiles.xml` change, give Kodi a moment: it writes the file in the middle
+    /// of a switch (and on settings saves, which change nothing here).
+    settle: Duration,
+}
+
+const TIMING: Timing = Timing {
+    backoff_min: Duration::from_millis(250),
+    backoff_max: Duration::from_secs(5),
+    poll: Duration::from_secs(3),
+    unreachable_grace: Duration::from_secs(3),
+    settle: Duration::from_millis(200),
+};
+
+/// Watches Kodi at `addr` ("127.0.0.1:9090") until the receiver is dropped, sending each
+/// change of [`Observation`]: the session after every (re)connect, on every change of
+/// `profiles_xml` (Kodi rewrites it on each profile switch) and every 3 s while connected;
+/// `Unreachable` when the first connect fails or Kodi stays away for more than 3 s.
+///
+/// Must be called within a Tokio runtime: the watching runs on a spawned task.
+pub fn watch(addr: String, profiles_xml: Option<PathBuf>) -> mpsc::Receiver<Observation> {
+    watch_with(addr, profiles_xml, TIMING)
+}
+
+fn watch_with(
+    addr: String,
+    profiles_xml: Option<PathBuf>,
+    timing: Timing,
+) -> mpsc::Receiver<Observation> {
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(run(addr, profiles_xml, tx, timing));
+    rx
+}
+
+/// How following one connection ended.
+enum Ended {
+    ReceiverGone,
+    /// The connection dropped or stopped answering: `Ok` if it gave a session first.
+    Lost(Result<(), KodiError>),
+}
+
+async fn run(
+    addr: String,
+    profiles_xml: Option<PathBuf>,
+    tx: mpsc::Sender<Observation>,
+    timing: Timing,
+) {
+    // The watcher must live as long as the loop: dropping it stops the events.
+    let (_watcher, mut changes) = match profiles_xml.as_deref().map(watch_file).transpose() {
+        Ok(Some((watcher, changes))) => (Some(watcher), Some(changes)),
+        Ok(None) => (None, None),
+        Err(error) => {
+            tracing::warn!(path = ?profiles_xml, %error, "cannot watch profiles.xml; relying on reconnects and polling");
+            (None, None)
+        }
+    };
+    let mut last = None;
+    let mut backoff = timing.backoff_min;
+    // When the last good connection was lost; `None` before the first one, so that a Kodi
+    // that is down at start-up is reported at once.
+    let mut lost_at: Option<Instant> = None;
+
+    loop {
+        let outcome = match Kodi::connect(&addr).await {
+            Ok(kodi) => match follow(&kodi, &tx, &mut last, &mut changes, timing).await {
+                Ended::ReceiverGone => return,
+                Ended::Lost(outcome) => outcome,
+            },
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(()) => {
+                tracing::debug!(%addr, "Kodi connection lost");
+                backoff = timing.backoff_min;
+                lost_at = Some(Instant::now());
+            }
+            Err(error) => {
+                let within_grace =
+                    lost_at.is_some_and(|at| at.elapsed() < timing.unreachable_grace);
+                if within_grace || last == Some(Observation::Unreachable) {
+                    tracing::debug!(%error, "Kodi not answering yet");
+                } else {
+                    tracing::warn!(%error, "Kodi is unreachable");
+                    if send(&tx, &mut last, Observation::Unreachable)
+                        .await
+                        .is_break()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+        let changed = tokio::select! {
+            () = sleep(backoff) => false,
+            () = tx.closed() => return,
+            () = next_change(&mut changes) => true,
+        };
+        if changed {
+            // NOTE: Kodi rewrites profiles.xml right after dropping its clients for a profile
+            // switch (seen on 20.1), so this is the usual way a switch shows here: Kodi is
+            // about to listen again. Retry soon, but not once per event of the rewrite.
+            tracing::debug!("profiles.xml changed: reconnecting soon");
+            tokio::select! {
+                () = sleep(timing.backoff_min) => {}
+                () = tx.closed() => return,
+            }
+            drain(&mut changes);
+            backoff = timing.backoff_min;
+        } else {
+            backoff = (backoff * 2).min(timing.backoff_max);
+        }
+    }
+}
+
+/// Reads the session now, on every `profiles.xml` change and on every poll tick, until the
+/// connection is lost or the receiver is dropped.
+async fn follow(
+    kodi: &Kodi,
+    tx: &mpsc::Sender<Observation>,
+    last: &mut Option<Observation>,
+    changes: &mut Option<mpsc::Receiver<()>>,
+    timing: Timing,
+) -> Ended {
+    // The read on connect covers every change seen while disconnected.
+    drain(changes);
+    let mut answered = false;
+    loop {
+        match kodi.session().await {
+            Ok(session) => {
+                answered = true;
+                if send(tx, last, Observation::Session(session))
+                    .await
+                    .is_break()
+                {
+                    return Ended::ReceiverGone;
+                }
+            }
+            // NOTE: a connection that never gave a session counts as no connection.
+            Err(error) if !answered => return Ended::Lost(Err(error)),
+            Err(error) => {
+                tracing::debug!(%error, "reading Kodi's session failed");
+                return Ended::Lost(Ok(()));
+            }
+        }
+        tokio::select! {
+            () = kodi.closed() => return Ended::Lost(Ok(())),
+            () = tx.closed() => return Ended::ReceiverGone,
+            () = sleep(timing.poll) => {}
+            () = next_change(changes) => {
+                tracing::debug!("profiles.xml changed: reading the session again");
+                sleep(timing.settle).await;
+                // One rewrite fires several events: read once for all of them.
+                drain(changes);
+            }
+        }
+    }
+}
+
+/// Sends `observation` unless it is the one sent last. `Break` when nobody listens.
+async fn send(
+    tx: &mpsc::Sender<Observation>,
+    last: &mut Option<Observation>,
+    observation: Observation,
+) -> ControlFlow<()> {
+    if last.as_ref() == Some(&observation) {
+        return ControlFlow::Continue(());
+    }
+    tracing::info!(?observation, "Kodi session changed");
+    *last = Some(observation.clone());
+    match tx.send(observation).await {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(_) => ControlFlow::Break(()),
+    }
+}
+
+/// Resolves on the next `profiles.xml` change; never when there is no file watch.
+async fn next_change(changes: &mut Option<mpsc::Receiver<()>>) {
+    if let Some(rx) = changes {
+        if rx.recv().await.is_some() {
+            return;
+        }
+        // The watcher is gone (it only goes with the task): stop asking.
+        *changes = None;
+    }
+    std::future::pending().await
+}
+
+fn drain(changes: &mut Option<mpsc::Receiver<()>>) {
+    if let Some(changes) = changes {
+        while changes.try_recv().is_ok() {}
+    }
+}
+
+/// Watches the directory of `path` rather than the file: Kodi may replace the file, which
+/// ends a watch on the file itself.
+fn watch_file(path: &Path) -> notify::Result<(RecommendedWatcher, mpsc::Receiver<()>)> {
+    let name = path.file_name().map(ToOwned::to_owned);
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    // Capacity 1: a pending change already means "read again"; more add nothing.
+    let (tx, rx) = mpsc::channel(1);
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        let written = match event.kind {
+            EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+            // Reads (ours included) change nothing.
+            _ => false,
+        };
+        if written && event.paths.iter().any(|p| p.file_name() == name.as_deref()) {
+            let _ = tx.try_send(());
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    Ok((watcher, rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kodi::fake::FakeKodi;
+
+    const FAST: Timing = Timing {
+        backoff_min: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(200),
+        poll: Duration::from_millis(100),
+        unreachable_grace: Duration::from_millis(500),
+        settle: Duration::from_millis(20),
+    };
+
+    fn session(logged_on: bool, profile: &str) -> Observation {
+        Observation::Session(SessionState {
+            logged_on,
+            profile: profile.into(),
+        })
+    }
+
+    async fn next(rx: &mut mpsc::Receiver<Observation>) -> Observation {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("an observation within 10 s")
+            .expect("the watcher runs")
+    }
+
+    #[tokio::test]
+    async fn reports_the_session_once_and_then_each_change() {
+        let fake = FakeKodi::start().await;
+        let mut rx = watch_with(fake.addr(), None, FAST);
+        assert_eq!(next(&mut rx).await, session(false, "Master user"));
+        // Several polls later, the unchanged session has not been sent again.
+        sleep(FAST.poll * 4).await;
+        assert!(rx.try_recv().is_err(), "no duplicates");
+        fake.log_in("Kids");
+        assert_eq!(next(&mut rx).await, session(true, "Kids"));
+    }
+
+    #[tokio::test]
+    async fn reports_unreachable_at_once_when_kodi_is_down_at_start() {
+        let port = crate::kodi::fake::free_port();
+        let mut rx = watch(format!("127.0.0.1:{port}"), None);
+        assert_eq!(next(&mut rx).await, Observation::Unreachable);
+        // Three more failed connects.
+        sleep(TIMING.backoff_min * 7).await;
+        assert!(rx.try_recv().is_err(), "Unreachable is sent once");
+    }
+
+    #[tokio::test]
+    async fn reconnects_after_kodi_goes_away_and_comes_back() {
+        let mut fake = FakeKodi::start().await;
+        let mut rx = watch_with(fake.addr(), None, FAST);
+        assert_eq!(next(&mut rx).await, session(false, "Master user"));
+
+        fake.stop().await;
+        let stopped = Instant::now();
+        assert_eq!(next(&mut rx).await, Observation::Unreachable);
+        assert!(
+            stopped.elapsed() >= FAST.unreachable_grace,
+            "a short outage (a profile switch) is not reported"
+        );
+
+        fake.log_in("Kids");
+        fake.restart().await;
+        assert_eq!(next(&mut rx).await, session(true, "Kids"));
+    }
+
+    #[tokio::test]
+    async fn a_drop_shorter_than_the_grace_goes_unreported() {
+        let mut fake = FakeKodi::start().await;
+        let mut rx = watch_with(fake.addr(), None, FAST);
+        assert_eq!(next(&mut rx).await, session(false, "Master user"));
+        fake.log_in("Kids");
+        fake.restart().await;
+        assert_eq!(next(&mut rx).await, session(true, "Kids"));
+    }
+
+    #[tokio::test]
+    async fn rereads_at_once_when_profiles_xml_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let xml = dir.path().join("profiles.xml");
+        std::fs::write(&xml, "<profiles/>").unwrap();
+        let fake = FakeKodi::start().await;
+        // Polling far too slow to explain a quick re-read.
+        let timing = Timing {
+            poll: Duration::from_secs(600),
+            ..FAST
+        };
+        let mut rx = watch_with(fake.addr(), Some(xml.clone()), timing);
+        assert_eq!(next(&mut rx).await, session(false, "Master user"));
+        // The watch is set up before the first connect; this read must not trigger it.
+        let _ = std::fs::read(&xml).unwrap();
+
+        fake.log_in("Kids");
+        let other = dir.path().join("other.xml");
+        std::fs::write(&other, "x").unwrap();
+        sleep(Duration::from_millis(300)).await;
+        assert!(rx.try_recv().is_err(), "other files are ignored");
+
+        std::fs::write(&xml, "<profiles><lastloaded>1</lastloaded></profiles>").unwrap();
+        let seen = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("re-read within 5 s of the change")
+            .unwrap();
+        assert_eq!(seen, session(true, "Kids"));
+    }
+
+    #[tokio::test]
+    async fn reconnects_soon_when_profiles_xml_changes_while_kodi_is_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let xml = dir.path().join("profiles.xml");
+        std::fs::write(&xml, "<profiles/>").unwrap();
+        let mut fake = FakeKodi::start().await;
+        let timing = Timing {
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(60),
+            poll: Duration::from_secs(600),
+            ..FAST
+        };
+        let mut rx = watch_with(fake.addr(), Some(xml.clone()), timing);
+        assert_eq!(next(&mut rx).await, session(false, "Master user"));
+
+        fake.stop().await;
+        assert_eq!(next(&mut rx).await, Observation::Unreachable);
+        // Retries 0.1, 0.3, 0.7, 1.5 and 3.1 s after the loss; the next one is due at 6.3 s.
+        sleep(Duration::from_millis(2800)).await;
+        fake.log_in("Kids");
+        fake.restart().await;
+        std::fs::write(&xml, "<profiles><lastloaded>1</lastloaded></profiles>").unwrap();
+        let seen = tokio::time::timeout(Duration::from_millis(1500), rx.recv())
+            .await
+            .expect("reconnected soon after the change, not at the next backoff step")
+            .unwrap();
+        assert_eq!(seen, session(true, "Kids"));
+    }
+
+    #[tokio::test]
+    async fn a_missing_profiles_xml_directory_does_not_stop_watching() {
+        let fake = FakeKodi::start().await;
+        let mut rx = watch_with(
+            fake.addr(),
+            Some(PathBuf::from("/nonexistent/kodi/userdata/profiles.xml")),
+            FAST,
+        );
+        assert_eq!(next(&mut rx).await, session(false, "Master user"));
+    }
+
+    #[tokio::test]
+    async fn stops_when_the_receiver_is_dropped() {
+        let fake = FakeKodi::start().await;
+        let rx = watch_with(fake.addr(), None, FAST);
+        sleep(FAST.poll).await;
+        drop(rx);
+        sleep(FAST.poll * 3).await;
+        let polls = fake.calls().len();
+        sleep(FAST.poll * 5).await;
+        assert_eq!(
+            fake.calls().len(),
+            polls,
+            "no more calls after the receiver is gone"
+        );
+    }
+}

@@ -1,0 +1,8 @@
+//! The Kodi Tickets agent as a library: the binary's parts, and what its tests drive.
+
+pub mod agent;
+pub mod apply;
+pub mod config;
+pub mod kodi;
+pub mod server;
+pub mod state;

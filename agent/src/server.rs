@@ -1,0 +1,226 @@
+//! The agent's client of the Kodi Tickets server: the event stream and the reports.
+
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use kodi_tickets_protocol::{
+    AgentEvent, AgentStatus, DeliveryReport, LoginRequest, LoginResponse, Ticket,
+};
+use reqwest::{Client, StatusCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Not reached, or it answered 5xx: try again later.
+    #[error("server unavailable: {0}")]
+    Unavailable(String),
+    /// The device token was refused (revoked or wrong): retrying will not help.
+    #[error("the server refused this device's token")]
+    Unauthorized,
+    /// The server said no to this request (e.g. an unknown PIN).
+    #[error("server refused: {status} {message}")]
+    Refused { status: u16, message: String },
+}
+
+impl From<reqwest::Error> for ServerError {
+    fn from(e: reqwest::Error) -> Self {
+        ServerError::Unavailable(e.to_string())
+    }
+}
+
+#[derive(Clone)]
+pub struct ServerClient {
+    http: Client,
+    base: String,
+    token: String,
+}
+
+impl ServerClient {
+    pub fn new(base: &str, token: &str) -> Result<Self, ServerError> {
+        let http = Client::builder()
+            .user_agent(concat!("kodi-tickets-agent/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(ServerClient {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn check(response: reqwest::Response) -> Result<reqwest::Response, ServerError> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(ServerError::Unauthorized);
+        }
+        let message = response
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        if status.is_server_error() {
+            return Err(ServerError::Unavailable(format!("{status} {message}")));
+        }
+        Err(ServerError::Refused {
+            status: status.as_u16(),
+            message,
+        })
+    }
+
+    /// Opens the event stream; it yields events until the connection drops.
+    pub async fn events(
+        &self,
+    ) -> Result<impl Stream<Item = Result<AgentEvent, ServerError>>, ServerError> {
+        let response = self
+            .http
+            .get(self.url("/api/agent/events"))
+            .bearer_auth(&self.token)
+            .header("Accept", "text/event-stream")
+            .send()
+            .await?;
+        let bytes = Self::check(response).await?.bytes_stream();
+        Ok(sse_events(bytes))
+    }
+
+    pub async fn report(
+        &self,
+        delivery_id: i64,
+        report: &DeliveryReport,
+    ) -> Result<(), ServerError> {
+        let response = self
+            .http
+            .post(self.url(&format!("/api/agent/deliveries/{delivery_id}")))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(15))
+            .json(report)
+            .send()
+            .await?;
+        Self::check(response).await.map(drop)
+    }
+
+    pub async fn status(&self, status: &AgentStatus) -> Result<(), ServerError> {
+        let response = self
+            .http
+            .post(self.url("/api/agent/status"))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(15))
+            .json(status)
+            .send()
+            .await?;
+        Self::check(response).await.map(drop)
+    }
+
+    pub async fn login(&self, request: &LoginRequest) -> Result<LoginResponse, ServerError> {
+        let response = self
+            .http
+            .post(self.url("/api/login"))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(15))
+            .json(request)
+            .send()
+            .await?;
+        Ok(Self::check(response).await?.json().await?)
+    }
+
+    pub async fn ticket(&self, lock_code: &str) -> Result<Ticket, ServerError> {
+        let response = self
+            .http
+            .get(self.url(&format!("/api/ticket/{lock_code}")))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await?;
+        Ok(Self::check(response).await?.json().await?)
+    }
+}
+
+/// Server-sent events as agent events: blocks separated by a blank line, `data:` lines joined;
+/// comments (heartbeats) and unknown event types are skipped.
+fn sse_events<S, B>(bytes: S) -> impl Stream<Item = Result<AgentEvent, ServerError>>
+where
+    S: Stream<Item = Result<B, reqwest::Error>> + Unpin,
+    B: AsRef<[u8]>,
+{
+    futures::stream::unfold(
+        (bytes, Vec::<u8>::new()),
+        |(mut bytes, mut buffer)| async move {
+            loop {
+                if let Some(end) = find_block_end(&buffer) {
+                    let block: Vec<u8> = buffer.drain(..end.0 + end.1).collect();
+                    let text = String::from_utf8_lossy(&block[..end.0]).into_owned();
+                    if let Some(event) = parse_block(&text) {
+                        return Some((Ok(event), (bytes, buffer)));
+                    }
+                    continue;
+                }
+                match bytes.next().await {
+                    Some(Ok(chunk)) => buffer.extend_from_slice(chunk.as_ref()),
+                    Some(Err(e)) => return Some((Err(ServerError::from(e)), (bytes, buffer))),
+                    None => return None,
+                }
+            }
+        },
+    )
+}
+
+/// Where the first event block ends: (length of the block, length of its separator).
+fn find_block_end(buffer: &[u8]) -> Option<(usize, usize)> {
+    let lf = buffer.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2));
+    let crlf = buffer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4));
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
+}
+
+fn parse_block(block: &str) -> Option<AgentEvent> {
+    let data: Vec<&str> = block
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(|d| d.strip_prefix(' ').unwrap_or(d))
+        .collect();
+    if data.is_empty() {
+        return None;
+    }
+    match serde_json::from_str(&data.join("\n")) {
+        Ok(event) => Some(event),
+        Err(e) => {
+            tracing::warn!("ignoring an event the agent does not know: {e}");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn events_are_parsed_across_chunks_and_heartbeats_skipped() {
+        let arm =
+            r#"{"type":"arm","delivery_id":1,"ticket_id":2,"profile":"Kids","lock_code":"0420"}"#;
+        let text = format!(":\n\nevent: arm\ndata: {arm}\n\n:\n\nevent: session\r\ndata: {{\"type\":\"session\",\"ticket_id\":2,\"profile\":\"Kids\",\"expires_at\":\"2026-11-27T16:00:00Z\"}}\r\n\r\ndata: {{\"type\":\"future\"}}\n\n");
+        let chunks: Vec<Result<Vec<u8>, reqwest::Error>> =
+            text.as_bytes().chunks(7).map(|c| Ok(c.to_vec())).collect();
+        let events: Vec<AgentEvent> = sse_events(futures::stream::iter(chunks))
+            .map(|e| e.unwrap())
+            .collect()
+            .await;
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert!(matches!(&events[0], AgentEvent::Arm { lock_code, .. } if lock_code == "0420"));
+        assert!(matches!(
+            &events[1],
+            AgentEvent::Session { ticket_id: 2, .. }
+        ));
+    }
+}

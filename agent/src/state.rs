@@ -1,0 +1,140 @@
+//! What the agent must not forget across restarts, kept as JSON and replaced atomically.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// A ticket's PIN to make a profile's lock code (an `arm` event from the server).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Arm {
+    pub delivery_id: i64,
+    pub ticket_id: i64,
+    pub profile: String,
+    pub lock_code: String,
+}
+
+/// A ticket running on this box.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub profile: String,
+    /// Unix seconds, from the server: the source of truth.
+    pub expires_at: i64,
+    /// Minutes-left warnings already shown (5, 1).
+    pub warned: BTreeSet<i64>,
+}
+
+/// A login seen on the TV that the server has not yet accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreportedLogin {
+    pub ticket_id: i64,
+    pub profile: String,
+    pub lock_code: String,
+    /// Unix seconds: when it happened; the ticket's minutes count from then.
+    pub used_at: i64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    /// Per profile (key: lowercase name, as Kodi compares them): the ticket whose PIN is
+    /// the profile's lock code now.
+    pub armed: BTreeMap<String, Arm>,
+    /// Tickets waiting their turn, oldest first: Kodi holds one lock code per profile.
+    pub queued: Vec<Arm>,
+    /// Running sessions by ticket id.
+    pub sessions: BTreeMap<i64, Session>,
+    pub unreported: Vec<UnreportedLogin>,
+    /// Profiles whose used PIN must be replaced once nobody is logged in (key as `armed`).
+    pub relock: BTreeSet<String>,
+}
+
+pub fn key(profile: &str) -> String {
+    profile.to_ascii_lowercase()
+}
+
+impl State {
+    /// The saved state, or a fresh one when there is none yet.
+    pub fn load(path: &Path) -> std::io::Result<State> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes the state to a temporary file, syncs it and renames it over the old one, so a
+    /// crash leaves either the old state or the new, never half of one.
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&serde_json::to_vec_pretty(self)?)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// Queues a ticket unless it is armed or queued already (deliveries come at least once).
+    pub fn enqueue(&mut self, arm: Arm) -> bool {
+        let known = self.armed.values().any(|a| a.ticket_id == arm.ticket_id)
+            || self.queued.iter().any(|a| a.ticket_id == arm.ticket_id)
+            || self.sessions.contains_key(&arm.ticket_id)
+            || self.unreported.iter().any(|u| u.ticket_id == arm.ticket_id);
+        if !known {
+            self.queued.push(arm);
+        }
+        !known
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arm(ticket_id: i64) -> Arm {
+        Arm {
+            delivery_id: ticket_id * 10,
+            ticket_id,
+            profile: "Kids".into(),
+            lock_code: format!("{ticket_id:04}"),
+        }
+    }
+
+    #[test]
+    fn saves_and_loads_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/state.json");
+        assert!(State::load(&path).unwrap().queued.is_empty());
+        let mut state = State::default();
+        state.enqueue(arm(1));
+        state.relock.insert("kids".into());
+        state.save(&path).unwrap();
+        let loaded = State::load(&path).unwrap();
+        assert_eq!(loaded.queued, vec![arm(1)]);
+        assert!(loaded.relock.contains("kids"));
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
+        std::fs::write(&path, "{broken").unwrap();
+        assert!(State::load(&path).is_err());
+    }
+
+    #[test]
+    fn a_delivery_seen_twice_is_queued_once() {
+        let mut state = State::default();
+        assert!(state.enqueue(arm(1)));
+        assert!(!state.enqueue(arm(1)));
+        state.armed.insert("kids".into(), state.queued.remove(0));
+        assert!(!state.enqueue(arm(1)), "armed already");
+        assert!(state.enqueue(arm(2)));
+    }
+}
