@@ -27,6 +27,11 @@ CREATE TABLE devices (
     name           TEXT    NOT NULL UNIQUE COLLATE NOCASE,
     token_hash     TEXT    NOT NULL UNIQUE,
     delivery       TEXT    NOT NULL DEFAULT 'agent' CHECK (delivery IN ('agent', 'ssh', 'local')),
+    -- For `ssh`: where the server logs in to run the Kodi script.
+    ssh_user       TEXT,
+    ssh_host       TEXT,
+    ssh_port       INTEGER NOT NULL DEFAULT 22 CHECK (ssh_port BETWEEN 1 AND 65535),
+    ssh_key_path   TEXT,
     kodi_version   TEXT,
     master_lock    INTEGER,
     kodi_reachable INTEGER,

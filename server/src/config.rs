@@ -25,6 +25,12 @@ pub struct AppConfig {
     /// Seconds a run of the script may take before it is killed.
     #[serde(default = "default_delivery_timeout")]
     pub delivery_timeout: u64,
+    /// The Kodi script's path on boxes reached by `ssh`.
+    #[serde(default = "default_ssh_remote_script")]
+    pub ssh_remote_script: String,
+    /// Host keys of boxes reached by `ssh` (checked strictly: unknown or changed keys fail).
+    #[serde(default = "default_ssh_known_hosts")]
+    pub ssh_known_hosts: PathBuf,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -38,6 +44,12 @@ fn default_exec_log() -> PathBuf {
 }
 fn default_delivery_timeout() -> u64 {
     60
+}
+fn default_ssh_remote_script() -> String {
+    "/usr/local/lib/kodi-tickets/execute-on-kodi_set-passwd-per-profile.sh".into()
+}
+fn default_ssh_known_hosts() -> PathBuf {
+    "data/known_hosts".into()
 }
 
 /// Rocket's figment with what the app must settle before launch: the secret key (generated

@@ -138,19 +138,79 @@ impl Run {
     }
 }
 
+/// Quotes one word for the remote shell that `ssh` hands its command line to.
+fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// The command that applies a job, and how it is logged (PIN masked).
+fn command_for(config: &AppConfig, job: &Job) -> Result<(Command, String), String> {
+    let argument = format!("{}:{}", job.profile_name, job.lock_code);
+    let masked = format!("{}:****", job.profile_name);
+    if job.method != "ssh" {
+        let mut command = Command::new(&config.kodi_script);
+        command.arg(argument);
+        return Ok((
+            command,
+            format!("{} {masked}", config.kodi_script.display()),
+        ));
+    }
+    let Some(ssh) = &job.ssh else {
+        return Err("the device has no complete SSH settings (user, host, key)".into());
+    };
+    let mut command = Command::new("ssh");
+    command
+        .args(["-i", &ssh.ssh_key_path, "-p", &ssh.ssh_port.to_string()])
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "ConnectTimeout=10",
+        ])
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            config.ssh_known_hosts.display()
+        ))
+        .arg("--")
+        .arg(format!("{}@{}", ssh.ssh_user, ssh.ssh_host))
+        .arg(format!(
+            "{} {}",
+            shell_quote(&config.ssh_remote_script),
+            shell_quote(&argument)
+        ));
+    let shown = format!(
+        "ssh -p {} {}@{} {} {masked}",
+        ssh.ssh_port, ssh.ssh_user, ssh.ssh_host, config.ssh_remote_script
+    );
+    Ok((command, shown))
+}
+
 async fn run_script(config: &AppConfig, job: &Job) -> Run {
-    let script = &config.kodi_script;
-    let command = format!("{} {}:****", script.display(), job.profile_name);
     let started = Instant::now();
-    let child = Command::new(script)
-        .arg(format!("{}:{}", job.profile_name, job.lock_code))
+    let (mut command, shown) = match command_for(config, job) {
+        Ok(c) => c,
+        Err(problem) => {
+            return Run {
+                command: format!("{}:****", job.profile_name),
+                exit_code: None,
+                duration: started.elapsed(),
+                output: String::new(),
+                problem: Some(problem),
+            }
+        }
+    };
+    let command_line = shown;
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn();
     let finished = match child {
-        Err(e) => Err(format!("cannot run {}: {e}", script.display())),
+        Err(e) => Err(format!("cannot run {command_line}: {e}")),
         Ok(child) => {
             match time::timeout(
                 Duration::from_secs(config.delivery_timeout),
@@ -173,7 +233,7 @@ async fn run_script(config: &AppConfig, job: &Job) -> Run {
             let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
             text.push_str(&String::from_utf8_lossy(&output.stderr));
             Run {
-                command,
+                command: command_line,
                 exit_code: output.status.code(),
                 duration,
                 output: mask(&tail(&text), &job.lock_code),
@@ -181,7 +241,7 @@ async fn run_script(config: &AppConfig, job: &Job) -> Run {
             }
         }
         Err(problem) => Run {
-            command,
+            command: command_line,
             exit_code: None,
             duration,
             output: String::new(),
@@ -248,7 +308,16 @@ mod tests {
             ticket_id: 3,
             profile_name: name.into(),
             lock_code: "0420".into(),
+            method: "local".into(),
+            ssh: None,
         }
+    }
+
+    #[test]
+    fn remote_words_are_quoted_for_the_shell() {
+        assert_eq!(shell_quote("Kids:0420"), "'Kids:0420'");
+        assert_eq!(shell_quote("Bob's room:1234"), r"'Bob'\''s room:1234'");
+        assert_eq!(shell_quote("$(reboot);`x`"), "'$(reboot);`x`'");
     }
 
     #[test]

@@ -11,6 +11,20 @@ pub struct Job {
     pub ticket_id: i64,
     pub profile_name: String,
     pub lock_code: String,
+    /// How the server runs it: `local`, or `ssh` to the device below.
+    #[sqlx(default)]
+    pub method: String,
+    #[sqlx(skip)]
+    pub ssh: Option<SshTarget>,
+}
+
+/// Where the server logs in to run the Kodi script of a device delivered by `ssh`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SshTarget {
+    pub ssh_user: String,
+    pub ssh_host: String,
+    pub ssh_port: i64,
+    pub ssh_key_path: String,
 }
 
 /// Queues a ticket's PIN for its Kodi box: `method` is `local`, `agent` or `ssh`.
@@ -43,7 +57,7 @@ pub async fn claim_due(pool: &Pool) -> Result<Option<Job>, sqlx::Error> {
     let claimed: Option<(i64,)> = sqlx::query_as(
         "UPDATE deliveries SET status = 'running', attempts = attempts + 1, updated_at = ?1
          WHERE id = (SELECT id FROM deliveries
-                     WHERE status = 'pending' AND method = 'local' AND next_attempt_at <= ?1
+                     WHERE status = 'pending' AND method IN ('local', 'ssh') AND next_attempt_at <= ?1
                      ORDER BY next_attempt_at, id LIMIT 1)
          RETURNING id",
     )
@@ -54,20 +68,36 @@ pub async fn claim_due(pool: &Pool) -> Result<Option<Job>, sqlx::Error> {
     let Some((id,)) = claimed else {
         return Ok(None);
     };
-    sqlx::query_as(
-        "SELECT d.id, d.ticket_id, p.name AS profile_name, t.lock_code
+    let job: Option<Job> = sqlx::query_as(
+        "SELECT d.id, d.ticket_id, p.name AS profile_name, t.lock_code, d.method
          FROM deliveries d JOIN tickets t ON t.id = d.ticket_id JOIN profiles p ON p.id = t.profile_id
          WHERE d.id = ?",
     )
     .bind(id)
     .fetch_optional(pool)
-    .await
+    .await?;
+    let Some(mut job) = job else {
+        return Ok(None);
+    };
+    if job.method == "ssh" {
+        job.ssh = sqlx::query_as(
+            "SELECT v.ssh_user, v.ssh_host, v.ssh_port, v.ssh_key_path
+             FROM deliveries d JOIN devices v ON v.id = d.device_id
+             WHERE d.id = ? AND v.ssh_user IS NOT NULL AND v.ssh_host IS NOT NULL
+               AND v.ssh_key_path IS NOT NULL",
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    }
+    Ok(Some(job))
 }
 
 /// When the next pending job falls due, if any.
 pub async fn next_due_at(pool: &Pool) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending' AND method = 'local'",
+        "SELECT MIN(next_attempt_at) FROM deliveries
+         WHERE status = 'pending' AND method IN ('local', 'ssh')",
     )
     .fetch_one(pool)
     .await
@@ -127,7 +157,7 @@ pub async fn retry(pool: &Pool, ticket_id: i64) -> Result<bool, sqlx::Error> {
 pub async fn requeue_interrupted(pool: &Pool) -> Result<u64, sqlx::Error> {
     let r = sqlx::query(
         "UPDATE deliveries SET status = 'pending', updated_at = ?
-         WHERE status = 'running' AND method = 'local'",
+         WHERE status = 'running' AND method IN ('local', 'ssh')",
     )
     .bind(now())
     .execute(pool)

@@ -10,6 +10,10 @@ pub struct Device {
     pub kodi_version: Option<String>,
     pub master_lock: Option<bool>,
     pub kodi_reachable: Option<bool>,
+    pub ssh_user: Option<String>,
+    pub ssh_host: Option<String>,
+    pub ssh_port: i64,
+    pub ssh_key_path: Option<String>,
     pub created_at: i64,
     pub last_seen_at: Option<i64>,
     pub revoked_at: Option<i64>,
@@ -31,7 +35,8 @@ pub async fn insert(pool: &Pool, name: &str, token_hash: &str) -> Result<Option<
 
 pub async fn list(pool: &Pool) -> Result<Vec<Device>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, name, delivery, kodi_version, master_lock, kodi_reachable, created_at,
+        "SELECT id, name, delivery, kodi_version, master_lock, kodi_reachable, ssh_user, ssh_host,
+                ssh_port, ssh_key_path, created_at,
                 last_seen_at, revoked_at FROM devices
          ORDER BY revoked_at IS NOT NULL, name COLLATE NOCASE",
     )
@@ -103,11 +108,23 @@ pub async fn set_status(
     Ok(())
 }
 
-/// How PINs reach a device: `agent`, `ssh` or `local`.
-pub async fn set_delivery(pool: &Pool, id: i64, delivery: &str) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query("UPDATE devices SET delivery = ? WHERE id = ?")
-        .bind(delivery)
-        .bind(id)
+/// How PINs reach a device: `agent`, `ssh` (with where to log in) or `local`.
+pub async fn set_delivery(
+    pool: &Pool,
+    id: i64,
+    delivery: &str,
+    ssh: Option<&super::deliveries::SshTarget>,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE devices SET delivery = ?, ssh_user = ?, ssh_host = ?, ssh_port = ?, ssh_key_path = ?
+         WHERE id = ?",
+    )
+    .bind(delivery)
+    .bind(ssh.map(|s| &s.ssh_user))
+    .bind(ssh.map(|s| &s.ssh_host))
+    .bind(ssh.map_or(22, |s| s.ssh_port))
+    .bind(ssh.map(|s| &s.ssh_key_path))
+    .bind(id)
         .execute(pool)
         .await?;
     Ok(r.rows_affected() > 0)

@@ -7,6 +7,7 @@ use rocket_dyn_templates::Template;
 use serde::Serialize;
 
 use crate::auth::{Admin, CsrfForm, CsrfProtected};
+use crate::db::deliveries::SshTarget;
 use crate::db::{devices, Db};
 use crate::error::{Error, Result};
 use crate::presence::Presence;
@@ -23,6 +24,10 @@ struct DeviceRow {
     id: i64,
     name: String,
     delivery: String,
+    ssh_user: Option<String>,
+    ssh_host: Option<String>,
+    ssh_port: i64,
+    ssh_key_path: Option<String>,
     online: bool,
     kodi_version: Option<String>,
     /// Kodi enforces profile PINs only under a master lock: warn when the agent saw none.
@@ -61,6 +66,10 @@ async fn list_page(
             kodi_unreachable: d.kodi_reachable == Some(false),
             kodi_version: d.kodi_version,
             delivery: d.delivery,
+            ssh_user: d.ssh_user,
+            ssh_host: d.ssh_host,
+            ssh_port: d.ssh_port,
+            ssh_key_path: d.ssh_key_path,
             id: d.id,
             name: d.name,
             created_at: human_time(d.created_at),
@@ -179,6 +188,14 @@ pub struct DeliveryForm {
     csrf_token: String,
     #[field(validate = len(..=10))]
     delivery: String,
+    #[field(default = String::new(), validate = len(..=64))]
+    ssh_user: String,
+    #[field(default = String::new(), validate = len(..=255))]
+    ssh_host: String,
+    #[field(default = String::new(), validate = len(..=10))]
+    ssh_port: String,
+    #[field(default = String::new(), validate = len(..=1024))]
+    ssh_key_path: String,
 }
 
 impl CsrfProtected for DeliveryForm {
@@ -187,7 +204,48 @@ impl CsrfProtected for DeliveryForm {
     }
 }
 
-/// Chooses how PINs reach a device's profiles: its agent, or the server's own machine.
+/// The SSH settings of a form, or why they are refused.
+fn ssh_target(form: &DeliveryForm) -> std::result::Result<SshTarget, String> {
+    let user = form.ssh_user.trim();
+    if user.is_empty()
+        || !user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        || user.starts_with('-')
+    {
+        return Err("the SSH user is a login name such as kodi".into());
+    }
+    let host = form.ssh_host.trim();
+    if host.is_empty()
+        || host.starts_with('-')
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+    {
+        return Err("the SSH host is a host name or IP address".into());
+    }
+    let port = match form.ssh_port.trim() {
+        "" => 22,
+        p => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or("the SSH port is a number from 1 to 65535")?,
+    };
+    let key = form.ssh_key_path.trim();
+    if !key.starts_with('/') || key.chars().any(char::is_control) {
+        return Err("the SSH key is the absolute path of a private key file on the server".into());
+    }
+    Ok(SshTarget {
+        ssh_user: user.to_owned(),
+        ssh_host: host.to_owned(),
+        ssh_port: i64::from(port),
+        ssh_key_path: key.to_owned(),
+    })
+}
+
+/// Chooses how PINs reach a device's profiles: its agent, SSH from the server, or the
+/// server's own machine.
 #[post("/devices/<id>/delivery", data = "<form>")]
 pub async fn set_delivery(
     _admin: Admin,
@@ -195,18 +253,24 @@ pub async fn set_delivery(
     form: CsrfForm<DeliveryForm>,
     db: &Db,
 ) -> Result<Flash<Redirect>> {
-    let delivery = form.0.delivery;
-    if !matches!(delivery.as_str(), "agent" | "local") {
-        return Ok(Flash::error(
-            Redirect::to(uri!(list)),
-            "Choose agent or local.",
-        ));
-    }
-    if !devices::set_delivery(db, id, &delivery).await? {
+    let form = form.0;
+    let back = |message: String| Flash::error(Redirect::to(uri!(list)), message);
+    let ssh = match form.delivery.as_str() {
+        "agent" | "local" => None,
+        "ssh" => match ssh_target(&form) {
+            Ok(target) => Some(target),
+            Err(why) => return Ok(back(format!("Not changed: {why}."))),
+        },
+        _ => return Ok(back("Not changed: choose agent, ssh or local.".into())),
+    };
+    if !devices::set_delivery(db, id, &form.delivery, ssh.as_ref()).await? {
         return Err(Error::NotFound);
     }
     Ok(Flash::success(
         Redirect::to(uri!(list)),
-        format!("New tickets for this device's profiles go by {delivery}."),
+        format!(
+            "New tickets for this device's profiles go by {}.",
+            form.delivery
+        ),
     ))
 }
