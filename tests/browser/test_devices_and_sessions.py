@@ -1,0 +1,341 @@
+"""Kodi boxes with an agent, in a real (headless) Chromium.
+
+Adds the device "Living room" (its token is shown once), connects to the server as its agent
+would (a streaming GET on /api/agent/events, read by a thread), reports Kodi's status, puts the
+profile "Kids" on the box, and follows a ticket: the PIN goes to the agent's stream, not to the
+server's own Kodi script; the agent acknowledges it; the ticket is used, extended and ended, and
+each change reaches the stream as a session event. Closing the stream makes the box offline.
+Screenshots go to tests/artifacts/.
+
+Run:  python3 -m pytest -q -p no:cacheprovider tests/browser
+"""
+
+import http.client
+import json
+import re
+import socket
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import datetime
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
+
+from test_walkthrough import (
+    classes,
+    fill,
+    flash,
+    issue_ticket,
+    kodi_login,
+    log_in_first_time,
+    severe,
+    submit,
+    wait,
+    wait_for_path,
+)
+
+DEVICE = "Living room"
+PROFILE = "Kids"
+STREAM_WAIT = 10
+# The server notices a closed stream when it next writes to it: a heartbeat every 15 s.
+OFFLINE_WITHIN = 20
+
+
+class AgentStream:
+    """The agent's side of GET /api/agent/events: a connection kept open and a thread that
+    parses the server-sent events into (event name, JSON data, time received)."""
+
+    def __init__(self, url: str, token: str):
+        parts = urllib.parse.urlsplit(url)
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        self.conn.request("GET", "/api/agent/events", headers={
+            "Authorization": f"Bearer {token}",
+            "Accept": "text/event-stream",
+        })
+        # Kept to shut the connection down from this side while the thread blocks reading.
+        self.sock = self.conn.sock
+        self.response = self.conn.getresponse()
+        assert self.response.status == 200, (self.response.status, self.response.read(2000))
+        content_type = self.response.getheader("Content-Type", "")
+        assert content_type.startswith("text/event-stream"), content_type
+        self.sock.settimeout(None)  # a quiet stream is not an error
+        self.events = []
+        self.ended = None  # why the reading stopped, once it has
+        self.changed = threading.Condition()
+        self.thread = threading.Thread(target=self._read, name="agent-stream", daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        name, data = None, []
+        try:
+            while True:
+                line = self.response.readline()
+                if not line:
+                    raise EOFError("the server ended the stream")
+                line = line.decode().rstrip("\r\n")
+                if line == "":
+                    if data:
+                        event = (name or "message", json.loads("\n".join(data)), time.time())
+                        with self.changed:
+                            self.events.append(event)
+                            self.changed.notify_all()
+                    name, data = None, []
+                elif line.startswith(":"):
+                    continue  # a heartbeat
+                else:
+                    field, _, value = line.partition(":")
+                    value = value[1:] if value.startswith(" ") else value
+                    if field == "event":
+                        name = value
+                    elif field == "data":
+                        data.append(value)
+        except Exception as e:  # the end of the stream, on either side
+            with self.changed:
+                self.ended = e
+                self.changed.notify_all()
+
+    def next_event(self, name: str, after: int, match=lambda data: True, timeout=STREAM_WAIT):
+        """The first `name` event at index >= `after` whose data satisfies `match`, as
+        (index, data); waits for it up to `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while True:
+                for i, (n, data, _) in enumerate(self.events[after:], start=after):
+                    if n == name and match(data):
+                        return i, data
+                left = deadline - time.monotonic()
+                if left <= 0 or self.ended is not None:
+                    got = [(n, d) for n, d, _ in self.events]
+                    raise AssertionError(
+                        f"no {name!r} event on the agent stream within {timeout} s "
+                        f"(stream ended: {self.ended!r}); received: {got}")
+                self.changed.wait(left)
+
+    def count(self) -> int:
+        with self.changed:
+            return len(self.events)
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.conn.close()
+        self.response.close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def streams():
+    """Agent streams opened by a test; closed at its end whatever happens."""
+    opened = []
+    yield opened
+    for s in opened:
+        s.close()
+
+
+def api_post(server, token: str, path: str, body: dict) -> tuple:
+    request = urllib.request.Request(
+        server.url + path,
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+
+
+def unix(rfc3339: str) -> float:
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
+
+
+def device_row(driver):
+    rows = driver.find_elements(
+        By.XPATH, f"//main//table/tbody/tr[td[1][starts-with(normalize-space(), '{DEVICE}')]]")
+    assert len(rows) == 1, f"{len(rows)} rows for the device {DEVICE!r}"
+    return rows[0]
+
+
+def agent_badge(driver) -> str:
+    badges = device_row(driver).find_elements(By.CSS_SELECTOR, "td:nth-child(2) .badge")
+    return badges[0].text if badges else ""
+
+
+def open_devices(driver, server):
+    driver.get(server.url + "/devices")
+    wait_for_path(driver, "/devices")
+
+
+def ticket_cells(driver, state: str) -> tuple:
+    """The ticket row in `state` and its cells by column heading."""
+    row = driver.find_element(By.CSS_SELECTOR, f"#tickets tr[data-state='{state}']")
+    headings = [th.text for th in driver.find_elements(By.CSS_SELECTOR, "#tickets thead th")]
+    cells = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+    return row, dict(zip(headings, cells))
+
+
+def row_button(row, label: str):
+    found = row.find_elements(By.XPATH, f".//button[normalize-space()='{label}']")
+    return found[0] if found else None
+
+
+def assert_kodi_script_not_run(server):
+    ran = server.applied_path.read_text() if server.applied_path.exists() else ""
+    assert ran == "", f"the server ran its own Kodi script for an agent's profile: {ran!r}"
+
+
+def test_device_with_agent_and_running_session(server, browser, artifacts, streams):
+    driver = browser.start(1280, 900)
+    log_in_first_time(driver, server)
+
+    # 1. Add the device: its token is shown once.
+    driver.find_element(By.XPATH, "//nav//a[normalize-space()='Devices']").click()
+    wait_for_path(driver, "/devices")
+    assert driver.find_element(By.TAG_NAME, "h1").text == "Devices"
+    fill(driver, name=DEVICE)
+    submit(driver, "/devices")
+    wait(driver).until(lambda d: d.find_elements(By.ID, "new-token"))
+    token = driver.find_element(By.ID, "new-token").text.strip()
+    assert re.fullmatch(r"kt_\S{16,}", token), repr(token)
+    kind, text = flash(driver)
+    assert kind == "success" and f"“{DEVICE}” added" in text, (kind, text)
+    open_devices(driver, server)
+    assert not driver.find_elements(By.ID, "new-token")
+    assert token not in driver.page_source, "the token is still on the page after a reload"
+    assert agent_badge(driver) == "offline"
+    delivery = Select(device_row(driver).find_element(By.CSS_SELECTOR, "select[name='delivery']"))
+    assert delivery.first_selected_option.get_attribute("value") == "agent"
+    assert delivery.first_selected_option.text == "agent"
+
+    # 2. The agent connects and reports its Kodi.
+    stream = AgentStream(server.url, token)
+    streams.append(stream)
+    open_devices(driver, server)
+    badge = device_row(driver).find_element(By.CSS_SELECTOR, "td:nth-child(2) .badge")
+    assert badge.text == "online" and "text-bg-success" in classes(badge), badge.get_attribute("outerHTML")
+    status, body = api_post(server, token, "/api/agent/status", {
+        "agent_version": "t", "kodi_reachable": True, "kodi_version": "20.1", "master_lock": False,
+    })
+    assert status == 200, (status, body)
+    open_devices(driver, server)
+    row = device_row(driver)
+    kodi_cell = row.find_element(By.CSS_SELECTOR, "td:nth-child(3)")
+    assert kodi_cell.text.startswith("Kodi 20.1"), kodi_cell.text
+    warning = kodi_cell.find_element(By.CSS_SELECTOR, ".master-lock-warning")
+    assert warning.is_displayed() and "text-danger" in classes(warning)
+    assert "Master lock is off" in warning.text, warning.text
+    assert not row.find_elements(By.XPATH, ".//*[contains(., 'Kodi does not answer')]")
+    driver.save_screenshot(str(artifacts / "devices.png"))
+
+    # 3. A profile on the device; its ticket goes to the agent, not to the local script.
+    driver.find_element(By.XPATH, "//nav//a[normalize-space()='Profiles']").click()
+    wait_for_path(driver, "/profiles")
+    driver.find_element(By.LINK_TEXT, "New profile").click()
+    wait_for_path(driver, "/profiles/new")
+    fill(driver, name=PROFILE)
+    Select(driver.find_element(By.ID, "device")).select_by_visible_text(DEVICE)
+    driver.find_element(By.XPATH, "//main//form//button[normalize-space()='Save']").click()
+    profile_id = int(wait_for_path(driver, r"/profiles/(\d+)").group(1))
+    where = driver.find_element(By.CSS_SELECTOR, "main h1 + div").text
+    assert where.startswith(f"On {DEVICE}"), where
+
+    driver.find_element(By.CSS_SELECTOR, "nav .breadcrumb a[href='/profiles']").click()
+    wait_for_path(driver, "/profiles")
+    headings = [th.text for th in driver.find_elements(By.CSS_SELECTOR, "main table thead th")]
+    cells = [td.text for td in driver.find_elements(By.CSS_SELECTOR, "main table tbody tr td")]
+    assert dict(zip(headings, cells)).get("Kodi box") == DEVICE, (headings, cells)
+    driver.find_element(By.LINK_TEXT, PROFILE).click()
+    wait_for_path(driver, rf"/profiles/{profile_id}")
+
+    seen = stream.count()
+    pin = issue_ticket(driver, profile_id)
+    seen, arm = stream.next_event("arm", seen, lambda d: d.get("lock_code") == pin)
+    assert arm["profile"] == PROFILE and arm["type"] == "arm", arm
+    assert_kodi_script_not_run(server)
+    assert delivery_badge_text(driver) == "pending"
+    assert not driver.find_elements(By.ID, "armed-pin")
+
+    status, body = api_post(server, token, f"/api/agent/deliveries/{arm['delivery_id']}", {
+        "outcome": "applied", "exit_code": 0, "message": "applied to Kodi",
+    })
+    assert status == 200, (status, body)
+    driver.refresh()
+    wait_for_path(driver, rf"/profiles/{profile_id}")
+    badge = driver.find_element(By.CSS_SELECTOR, "#tickets tr[data-state='unused'] .badge")
+    assert badge.text == "applied" and "text-bg-success" in classes(badge), badge.get_attribute("outerHTML")
+    assert driver.find_element(By.ID, "armed-pin").text == pin
+    assert f"PIN armed on the TV now: {pin}" in driver.find_element(By.CSS_SELECTOR, "main h1 + div").text
+
+    # 4. The Kodi box uses the PIN: the session reaches the agent; +15 min, then end it.
+    status, body = kodi_login(server, token, pin)
+    assert status == 200 and body["success"] is True and body["profile"] == PROFILE, (status, body)
+    seen, session = stream.next_event("session", seen + 1, lambda d: d.get("ticket_id") == arm["ticket_id"])
+    first_end = unix(session["expires_at"])
+    assert first_end == unix(body["expires_at"]), (session, body)
+    driver.refresh()
+    wait_for_path(driver, rf"/profiles/{profile_id}")
+    row, cell = ticket_cells(driver, "in_use")
+    assert "table-danger" in classes(row), row.get_attribute("class")
+    assert cell["PIN"] == pin and cell["Length"] == "30 min", cell
+    assert not driver.find_elements(By.ID, "armed-pin"), "a used PIN is still shown as armed"
+    for label in ("+15 min", "End now"):
+        button = row_button(row, label)
+        assert button is not None and button.is_displayed(), f"no visible {label!r} button"
+
+    row_button(row, "+15 min").click()
+    wait_for_path(driver, rf"/profiles/{profile_id}")
+    wait(driver).until(lambda d: flash(d) is not None)
+    kind, text = flash(driver)
+    assert kind == "success" and text == f"Added 15 minutes to ticket {pin}.", (kind, text)
+    row, cell = ticket_cells(driver, "in_use")
+    assert cell["Length"] == "45 min", cell
+    assert re.fullmatch(r"(44|45) min left", cell["Time left"]), cell
+    seen, session = stream.next_event(
+        "session", seen + 1, lambda d: d.get("ticket_id") == arm["ticket_id"])
+    assert unix(session["expires_at"]) == first_end + 15 * 60, (session, first_end)
+    driver.save_screenshot(str(artifacts / "profile-running.png"))
+
+    row_button(row, "End now").click()
+    wait_for_path(driver, rf"/profiles/{profile_id}")
+    wait(driver).until(lambda d: flash(d) is not None)
+    kind, text = flash(driver)
+    assert kind == "success" and text.startswith(f"Ticket {pin} ended"), (kind, text)
+    row, cell = ticket_cells(driver, "expired")
+    assert {"table-secondary", "text-body-secondary"} <= classes(row), row.get_attribute("class")
+    assert cell["State"] == "expired" and cell["Time left"].startswith("ended "), cell
+    assert row_button(row, "+15 min") is None and row_button(row, "End now") is None
+    seen, session = stream.next_event(
+        "session", seen + 1, lambda d: d.get("ticket_id") == arm["ticket_id"])
+    assert unix(session["expires_at"]) <= time.time(), session
+
+    # 2 (end). The agent goes away: the box turns offline once the server notices.
+    stream.close()
+    started = time.monotonic()
+    open_devices(driver, server)
+    while agent_badge(driver) != "offline":
+        if time.monotonic() - started > OFFLINE_WITHIN:
+            raise AssertionError(
+                f"the device still shows {agent_badge(driver)!r} {OFFLINE_WITHIN} s after its "
+                "agent closed the event stream")
+        time.sleep(0.5)  # the server notices at its next write to the stream
+        open_devices(driver, server)
+
+    # Nothing ever ran the server's own Kodi script for this profile.
+    assert_kodi_script_not_run(server)
+
+    # 6. No console errors on any page.
+    browser.drain_console()
+    errors = severe(browser.console)
+    assert not errors, "browser console errors:\n" + "\n".join(e["message"] for e in errors)
+
+
+def delivery_badge_text(driver) -> str:
+    badges = driver.find_elements(By.CSS_SELECTOR, "#tickets tbody tr .badge")
+    return badges[0].text if badges else ""
