@@ -104,10 +104,20 @@ impl Agent {
                 if armed_now == Some(arm.ticket_id) {
                     // Sent again after a reconnect: already done.
                     self.report(&arm, applied()).await;
-                } else if self.state.enqueue(arm) {
+                    return;
+                }
+                if self.state.enqueue(arm.clone()) {
                     self.save();
                 }
                 self.arm_waiting().await;
+                if let Some(reason) = self.why_waiting(&arm) {
+                    let waiting = DeliveryReport {
+                        outcome: DeliveryOutcome::Busy,
+                        exit_code: None,
+                        message: reason,
+                    };
+                    self.report(&arm, waiting).await;
+                }
             }
             AgentEvent::Session {
                 ticket_id,
@@ -118,6 +128,14 @@ impl Agent {
                     tracing::warn!("session {ticket_id}: unreadable expiry {expires_at:?}");
                     return;
                 };
+                // NOTE: after a reconnect the server repeats sessions that ended lately. One
+                // this agent already ended must not re-lock the profile again (that would
+                // overwrite the next ticket's PIN); only someone still in it needs ending.
+                let known = self.state.sessions.contains_key(&ticket_id);
+                let someone_in_it = self.logged_on_profile().map(key) == Some(key(&profile));
+                if expires_at <= now() && !known && !someone_in_it {
+                    return;
+                }
                 // A session the server knows is running cannot be armed or waiting any more.
                 self.state.queued.retain(|a| a.ticket_id != ticket_id);
                 if self
@@ -398,6 +416,26 @@ impl Agent {
                 DeliveryOutcome::Busy => return,
             }
         }
+    }
+
+    /// Why a ticket still waits in the queue, for the admin; `None` once it left the queue.
+    fn why_waiting(&self, arm: &Arm) -> Option<String> {
+        if !self
+            .state
+            .queued
+            .iter()
+            .any(|a| a.ticket_id == arm.ticket_id)
+        {
+            return None;
+        }
+        let profile = key(&arm.profile);
+        Some(if self.state.armed.contains_key(&profile) {
+            "waiting its turn: another ticket of this profile is armed on the TV".into()
+        } else if let Some(current) = self.logged_on_profile() {
+            format!("waiting: “{current}” is in use on the TV (applying restarts Kodi)")
+        } else {
+            "waiting: this profile's session has not ended yet".into()
+        })
     }
 
     async fn report(&self, arm: &Arm, report: DeliveryReport) {

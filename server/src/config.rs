@@ -91,14 +91,23 @@ fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
     let mut bytes = [0u8; 64];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let key = STANDARD.encode(bytes);
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(mut file) => {
-            file.write_all(key.as_bytes())?;
-            file.sync_all()?;
+    // NOTE: written in full under a name of this call's own, then linked into place. The link
+    // fails if the file exists, so of processes starting at once exactly one key wins, and no
+    // process (nor a start after a crash) ever reads a half-written key.
+    let file_name = path.file_name().unwrap_or_default().to_string_lossy();
+    let nonce: u64 = rand::random();
+    let partial = path.with_file_name(format!(".{file_name}.{nonce:016x}.partial"));
+    write_key(&partial, &key)?;
+    let linked = fs::hard_link(&partial, path);
+    let _ = fs::remove_file(&partial);
+    let created = match linked {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
+        // A file system without hard links: create the file directly instead.
+        Err(_) => write_key(path, &key),
+    };
+    match created {
+        Ok(()) => {
             tracing::info!("generated a new secret key in {}", path.display());
             Ok(key)
         }
@@ -108,6 +117,17 @@ fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Writes a new file readable by its owner only; fails if the file exists.
+fn write_key(path: &Path, key: &str) -> std::io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(key.as_bytes())?;
+    file.sync_all()
 }
 
 #[cfg(test)]
@@ -133,5 +153,29 @@ mod tests {
         let second = load_or_create_secret(&path).unwrap();
         assert_eq!(first, second);
         assert_eq!(STANDARD.decode(first).unwrap().len(), 64);
+    }
+
+    #[test]
+    fn racing_creators_agree_on_one_complete_key() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("secret.key");
+            let barrier = std::sync::Barrier::new(8);
+            let keys: Vec<String> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            load_or_create_secret(&path).unwrap()
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert!(keys.iter().all(|k| *k == keys[0]));
+            assert_eq!(STANDARD.decode(&keys[0]).unwrap().len(), 64);
+            let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+            assert_eq!(names.len(), 1, "no partial files left: {names:?}");
+        }
     }
 }

@@ -272,3 +272,31 @@ def test_a_session_ends_on_time_across_server_and_agent_restarts(system, kodi):
     server.start()
     agent.start()
     wait_logged_off_at(system, kodi, ticket, pin)
+
+
+def test_the_admin_ends_a_session_early(system, kodi):
+    server = system["server"]
+    pin = server.ticket(system["profile_id"], 30)
+    wait_until("the agent to apply the PIN",
+               lambda: (server.delivery(pin) or ("",))[0] == "applied", 120, interval=1)
+    wait_until("Kodi back after the restart", lambda: kodi.answers() and kodi.state() == ("Master user", False), 60)
+    use_ticket_and_wait_for_report(system, kodi, pin)
+
+    # A second ticket issued meanwhile waits, and says why.
+    waiting = server.ticket(system["profile_id"], 15)
+    wait_until("the waiting ticket to say why",
+               lambda: "in use on the TV" in ((server.delivery(waiting) or ("", ""))[1] or ""), 30)
+
+    with sqlite3.connect(server.db) as db:
+        ticket_id = db.execute("SELECT id FROM tickets WHERE lock_code = ? AND state = 'in_use'", (pin,)).fetchone()[0]
+    server.post(f"/tickets/{ticket_id}/end")
+    ended = time.monotonic()
+    wait_until("the agent to log Kids off after 'End now'",
+               lambda: kodi.answers() and kodi.logged_on() is False, 30, interval=1)
+    assert time.monotonic() - ended < 20, "acted within seconds"
+    # Then the waiting ticket is armed instead of a random secret.
+    wait_until("the waiting ticket to be armed",
+               lambda: (server.delivery(waiting) or ("",))[0] == "applied", 120, interval=1)
+    wait_until("Kodi back", lambda: kodi.answers() and not kodi.logged_on(), 60)
+    assert kids_md5(kodi) == md5(waiting)
+    assert kodi.load_profile("Kids", pin=pin) is False, "the ended ticket's PIN is refused"

@@ -38,8 +38,37 @@ pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// Attempts at [`prepare`] before giving up, and the pause before the first retry (doubled
+/// each time): about 6 s in all, beyond SQLite's own busy timeout per statement.
+const PREPARE_ATTEMPTS: u32 = 8;
+const PREPARE_FIRST_PAUSE_MS: u64 = 50;
+
 /// Brings a (possibly brand-new) database up to date: WAL journal, migrations, first admin.
+///
+/// Several processes may start at once on a fresh file (a service restarted while the CLI
+/// runs, two units on one data folder). sqlx's migration lock does nothing on SQLite, so two of
+/// them can both see a migration missing and both apply it: the second then fails ("table
+/// already exists") or runs out of SQLite's busy timeout. Each migration is one transaction, so
+/// such a failure leaves nothing behind, and the next attempt finds the winner's work done:
+/// preparing is retried a few times before the error counts.
 pub async fn prepare(pool: &Pool) -> Result<(), sqlx::Error> {
+    let mut pause = std::time::Duration::from_millis(PREPARE_FIRST_PAUSE_MS);
+    let mut attempt = 1;
+    loop {
+        match prepare_once(pool).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < PREPARE_ATTEMPTS => {
+                tracing::warn!("preparing the database (attempt {attempt}): {e}; retrying");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn prepare_once(pool: &Pool) -> Result<(), sqlx::Error> {
     // NOTE: WAL lets pages read while a ticket is being written; it persists in the file.
     sqlx::query("PRAGMA journal_mode = WAL")
         .execute(pool)

@@ -117,7 +117,7 @@ pub async fn insert(
 }
 
 /// The `draw`-th (modulo their number) of the codes not in `taken`, in order.
-fn pick_free_code(taken: &[String], draw: u32) -> Option<String> {
+pub fn pick_free_code(taken: &[String], draw: u32) -> Option<String> {
     let mut is_taken = vec![false; PIN_SPACE as usize];
     for code in taken {
         if let Ok(n) = code.parse::<usize>() {

@@ -69,7 +69,7 @@ pub fn parse_login(body: &str, now: i64) -> Result<Login> {
                         )
                     })?
                     .unix_timestamp();
-            if at > now + CLOCK_SKEW_SECS {
+            if at > now.saturating_add(CLOCK_SKEW_SECS) {
                 return Err(Error::BadRequest("used_at is in the future".into()));
             }
             Some(at.min(now))
