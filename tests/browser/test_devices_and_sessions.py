@@ -16,9 +16,7 @@ import re
 import socket
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from datetime import datetime
 
 import pytest
@@ -27,6 +25,7 @@ from selenium.webdriver.support.ui import Select
 
 from test_walkthrough import (
     classes,
+    delivery_badge,
     fill,
     flash,
     issue_ticket,
@@ -138,20 +137,6 @@ def streams():
         s.close()
 
 
-def api_post(server, token: str, path: str, body: dict) -> tuple:
-    request = urllib.request.Request(
-        server.url + path,
-        data=json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(errors="replace")
-
-
 def unix(rfc3339: str) -> float:
     return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
 
@@ -220,7 +205,7 @@ def test_device_with_agent_and_running_session(server, browser, artifacts, strea
     open_devices(driver, server)
     badge = device_row(driver).find_element(By.CSS_SELECTOR, "td:nth-child(2) .badge")
     assert badge.text == "online" and "text-bg-success" in classes(badge), badge.get_attribute("outerHTML")
-    status, body = api_post(server, token, "/api/agent/status", {
+    status, body = server.api(token, "/api/agent/status", {
         "agent_version": "t", "kodi_reachable": True, "kodi_version": "20.1", "master_lock": False,
     })
     assert status == 200, (status, body)
@@ -259,10 +244,10 @@ def test_device_with_agent_and_running_session(server, browser, artifacts, strea
     seen, arm = stream.next_event("arm", seen, lambda d: d.get("lock_code") == pin)
     assert arm["profile"] == PROFILE and arm["type"] == "arm", arm
     assert_kodi_script_not_run(server)
-    assert delivery_badge_text(driver) == "pending"
+    assert delivery_badge(driver) == "pending"
     assert not driver.find_elements(By.ID, "armed-pin")
 
-    status, body = api_post(server, token, f"/api/agent/deliveries/{arm['delivery_id']}", {
+    status, body = server.api(token, f"/api/agent/deliveries/{arm['delivery_id']}", {
         "outcome": "applied", "exit_code": 0, "message": "applied to Kodi",
     })
     assert status == 200, (status, body)
@@ -334,8 +319,3 @@ def test_device_with_agent_and_running_session(server, browser, artifacts, strea
     browser.drain_console()
     errors = severe(browser.console)
     assert not errors, "browser console errors:\n" + "\n".join(e["message"] for e in errors)
-
-
-def delivery_badge_text(driver) -> str:
-    badges = driver.find_elements(By.CSS_SELECTOR, "#tickets tbody tr .badge")
-    return badges[0].text if badges else ""

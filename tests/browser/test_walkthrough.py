@@ -7,12 +7,9 @@ box would (red), log out. Screenshots go to tests/artifacts/.
 Run:  python3 -m pytest -q -p no:cacheprovider tests/browser
 """
 
-import json
 import re
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -165,17 +162,7 @@ def add_device(server) -> str:
 
 def kodi_login(server, token: str, pin: str) -> tuple:
     """What the Kodi add-on sends when someone types the PIN; returns (status, JSON body)."""
-    request = urllib.request.Request(
-        server.url + "/api/login",
-        data=json.dumps({"lock_code": pin}).encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(errors="replace")
+    return server.api(token, "/api/login", {"lock_code": pin})
 
 
 def use_ticket(server, pin: str) -> str:

@@ -16,6 +16,9 @@ trigger (401, 400, 404, 413, 429) are then checked with curl: the status, and a 
 `{"error": "..."}`.
 
 If this test fails, the document and the server disagree: the failure says exactly where.
+
+Needs pytest, curl, bash, and cargo to build the server if it is not built. The `server`
+fixture (a server of the test's own, with a temporary database) is tests/conftest.py's.
 """
 
 import json

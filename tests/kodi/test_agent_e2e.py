@@ -7,37 +7,22 @@ logged off and the used PIN no longer opens Kids. One Kodi serves the file's tes
 """
 
 import hashlib
-import http.cookiejar
-import json
-import os
 import re
-import signal
-import socket
-import sqlite3
 import subprocess
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from kodi_harness import Profile
+from kt_server import REPO, Server, stop_process
 
-REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "execute-on-kodi_set-passwd-per-profile.sh"
-SERVER_BIN = REPO / "target" / "debug" / "kodi-tickets-server"
 AGENT_BIN = REPO / "target" / "debug" / "kodi-tickets-agent"
 
 KODI_MASTER_PIN = "2580"
 KODI_PROFILES = [Profile("Kids", pin="1234"), Profile("Tickets")]
 NEW_PASSWORD = "correct-horse-42"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(what, check, timeout, interval=0.5):
@@ -51,84 +36,11 @@ def wait_until(what, check, timeout, interval=0.5):
         time.sleep(interval)
 
 
-class Server:
-    """The real server binary on a temp database; restartable on the same port and data."""
-
-    def __init__(self, tmp: Path):
-        if not SERVER_BIN.is_file():
-            subprocess.run(["cargo", "build", "-q", "-p", "kodi-tickets-server"], cwd=REPO, check=True)
-        self.tmp = tmp
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.db = tmp / "data" / "kt.db"
-        self.env = dict(os.environ,
-                        ROCKET_ADDRESS="127.0.0.1", ROCKET_PORT=str(self.port),
-                        ROCKET_DATA_DIR=str(tmp / "data"),
-                        ROCKET_DATABASES='{kodi_tickets={url="sqlite://%s"}}' % self.db,
-                        ROCKET_EXEC_LOG=str(tmp / "server-exec.log"), RUST_LOG="info", NO_COLOR="1")
-        self.process = None
-        self.log = open(tmp / "server.log", "ab")
-        cookies = http.cookiejar.CookieJar()
-        self.browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
-
-    def start(self):
-        self.process = subprocess.Popen([str(SERVER_BIN)], cwd=REPO, env=self.env,
-                                        stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until("the server's /healthz", self._healthy, 60)
-
-    def _healthy(self):
-        try:
-            with urllib.request.urlopen(self.url + "/healthz", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def cli(self, *args) -> str:
-        out = subprocess.run([str(SERVER_BIN), *args], cwd=REPO, env=self.env,
-                             capture_output=True, text=True, timeout=60, check=True)
-        return out.stdout.strip()
-
-    # -- the admin's browser, as plain HTTP
-    def page(self, path: str) -> str:
-        with self.browser.open(self.url + path, timeout=10) as r:
-            return r.read().decode()
-
-    def post(self, path: str, **fields) -> str:
-        token = re.search(r'name="csrf_token" value="([^"]+)"', self.page("/login")).group(1)
-        data = urllib.parse.urlencode(dict(fields, csrf_token=token)).encode()
-        with self.browser.open(self.url + path, data=data, timeout=30) as r:
-            return r.geturl()
-
-    def admin(self):
-        self.post("/login", username="admin", password="admin123")
-        self.post("/password", current_password="admin123", new_password=NEW_PASSWORD,
-                  confirm_password=NEW_PASSWORD)
-
-    def ticket(self, profile_id: int, minutes: int) -> str:
-        self.post(f"/profiles/{profile_id}/tickets", length=str(minutes))
-        with sqlite3.connect(self.db) as db:
-            return db.execute("SELECT lock_code FROM tickets ORDER BY id DESC LIMIT 1").fetchone()[0]
-
-    def delivery(self, pin: str):
-        with sqlite3.connect(self.db) as db:
-            return db.execute(
-                "SELECT d.status, d.last_message FROM deliveries d JOIN tickets t ON t.id = d.ticket_id "
-                "WHERE t.lock_code = ? ORDER BY d.id DESC LIMIT 1", (pin,)).fetchone()
-
-    def api_ticket(self, token: str, pin: str) -> dict:
-        request = urllib.request.Request(self.url + f"/api/ticket/{pin}",
-                                         headers={"Authorization": f"Bearer {token}"})
-        with urllib.request.urlopen(request, timeout=10) as r:
-            return json.loads(r.read())
+def api_ticket(server: Server, token: str, pin: str) -> dict:
+    """GET /api/ticket/PIN as the device: the ticket's JSON."""
+    status, body = server.api(token, f"/api/ticket/{pin}")
+    assert status == 200, (status, body)
+    return body
 
 
 class Agent:
@@ -162,12 +74,7 @@ class Agent:
             self.process.wait()
 
     def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process(self.process)
 
     def log_tail(self, n=40) -> str:
         lines = (self.tmp / "agent.log").read_text(errors="replace").splitlines()
@@ -178,18 +85,17 @@ class Agent:
 def system(kodi, tmp_path_factory):
     """Server + device + profile "Kids" on it + agent (not started), sharing the module's Kodi."""
     tmp = tmp_path_factory.mktemp("e2e")
-    server = Server(tmp)
+    server = Server(tmp, env={"RUST_LOG": "info"})
     server.start()
-    server.admin()
-    token = server.cli("device", "add", "Living room")
-    with sqlite3.connect(server.db) as db:
-        device_id = db.execute("SELECT id FROM devices").fetchone()[0]
-    location = server.post("/profiles", name="Kids", device=str(device_id))
+    server.admin.first_log_in(NEW_PASSWORD)
+    token = server.cli("device", "add", "Living room", check=True).stdout.strip()
+    device_id = server.value("SELECT id FROM devices")
+    location = server.admin.post("/profiles", name="Kids", device=str(device_id))
     profile_id = int(location.rsplit("/", 1)[1])
     agent = Agent(tmp, server, token, kodi)
     yield dict(server=server, agent=agent, token=token, profile_id=profile_id, tmp=tmp)
     agent.stop()
-    server.stop()
+    server.close()
 
 
 def kids_md5(kodi) -> str:
@@ -214,7 +120,7 @@ def use_ticket_and_wait_for_report(system, kodi, pin):
     assert kodi.load_profile("Kids", pin=wrong) is False, "a wrong PIN must not open Kids"
     assert kodi.load_profile("Kids", pin=pin) is True, explain(system, kodi)
     return wait_until("the agent to report the login",
-                      lambda: (lambda t: t if t["state"] == "in_use" else None)(server.api_ticket(token, pin)),
+                      lambda: (lambda t: t if t["state"] == "in_use" else None)(api_ticket(server, token, pin)),
                       30)
 
 
@@ -235,24 +141,24 @@ def wait_logged_off_at(system, kodi, ticket, pin):
 
 
 def server_state(system, pin):
-    return system["server"].api_ticket(system["token"], pin)["state"]
+    return api_ticket(system["server"], system["token"], pin)["state"]
 
 
 def test_ticket_applied_used_reported_and_ended_by_an_agent_started_later(system, kodi):
     server, agent = system["server"], system["agent"]
     # Issued while the box's agent is not running yet: applied when it starts.
-    pin = server.ticket(system["profile_id"], 1)
+    pin = server.issue_ticket(system["profile_id"], 1)
     assert server.delivery(pin)[0] == "pending"
     agent.start()
     wait_until("the agent to apply the PIN",
                lambda: (server.delivery(pin) or ("",))[0] == "applied", 120, interval=1)
     assert kids_md5(kodi) == md5(pin), "the PIN is Kids' lock code in profiles.xml"
     wait_until("Kodi back after the restart", lambda: kodi.answers() and kodi.state() == ("Master user", False), 60)
-    assert f">{pin}<" in server.page(f"/profiles/{system['profile_id']}"), "the page shows the armed PIN"
+    assert f">{pin}<" in server.admin.page(f"/profiles/{system['profile_id']}"), "the page shows the armed PIN"
 
     ticket = use_ticket_and_wait_for_report(system, kodi, pin)
     assert ticket["expires_at"] and ticket["used_at"]
-    page = server.page(f"/profiles/{system['profile_id']}")
+    page = server.admin.page(f"/profiles/{system['profile_id']}")
     assert 'class="table-danger" data-state="in_use"' in page, "the row turns red"
     wait_logged_off_at(system, kodi, ticket, pin)
 
@@ -260,7 +166,7 @@ def test_ticket_applied_used_reported_and_ended_by_an_agent_started_later(system
 def test_a_session_ends_on_time_across_server_and_agent_restarts(system, kodi):
     server, agent = system["server"], system["agent"]
     assert agent.process.poll() is None, explain(system, kodi)
-    pin = server.ticket(system["profile_id"], 1)
+    pin = server.issue_ticket(system["profile_id"], 1)
     wait_until("the agent to apply the PIN",
                lambda: (server.delivery(pin) or ("",))[0] == "applied", 120, interval=1)
     wait_until("Kodi back after the restart", lambda: kodi.answers() and kodi.state() == ("Master user", False), 60)
@@ -276,20 +182,19 @@ def test_a_session_ends_on_time_across_server_and_agent_restarts(system, kodi):
 
 def test_the_admin_ends_a_session_early(system, kodi):
     server = system["server"]
-    pin = server.ticket(system["profile_id"], 30)
+    pin = server.issue_ticket(system["profile_id"], 30)
     wait_until("the agent to apply the PIN",
                lambda: (server.delivery(pin) or ("",))[0] == "applied", 120, interval=1)
     wait_until("Kodi back after the restart", lambda: kodi.answers() and kodi.state() == ("Master user", False), 60)
     use_ticket_and_wait_for_report(system, kodi, pin)
 
     # A second ticket issued meanwhile waits, and says why.
-    waiting = server.ticket(system["profile_id"], 15)
+    waiting = server.issue_ticket(system["profile_id"], 15)
     wait_until("the waiting ticket to say why",
                lambda: "in use on the TV" in ((server.delivery(waiting) or ("", ""))[1] or ""), 30)
 
-    with sqlite3.connect(server.db) as db:
-        ticket_id = db.execute("SELECT id FROM tickets WHERE lock_code = ? AND state = 'in_use'", (pin,)).fetchone()[0]
-    server.post(f"/tickets/{ticket_id}/end")
+    ticket_id = server.value("SELECT id FROM tickets WHERE lock_code = ? AND state = 'in_use'", pin)
+    server.admin.post(f"/tickets/{ticket_id}/end")
     ended = time.monotonic()
     wait_until("the agent to log Kids off after 'End now'",
                lambda: kodi.answers() and kodi.logged_on() is False, 30, interval=1)
