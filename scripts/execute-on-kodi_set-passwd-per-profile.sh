@@ -19,10 +19,17 @@
 #    2. find $KODI_USERDATA/profiles.xml and the profile;
 #    3. take a lock (flock on the userdata directory, waits at most 30 s) so
 #       two runs never overlap;
-#    4. busy check: if Kodi's JSON-RPC answers, ask
-#       XBMC.GetInfoBooleans {"booleans":["System.LoggedOn"]}. If a profile
-#       session is in use (true) nothing is changed and Kodi is NOT stopped
-#       (exit 75). If the port is closed, Kodi is taken as not running. (If a
+#    4. busy check: if Kodi's JSON-RPC answers, ask GUI.GetProperties
+#       {"properties":["currentwindow"]} (a window, or the topmost modal
+#       dialog). No profile session is in use only while Kodi shows its login
+#       screen: window 10029, or a lock-code dialog over it (PIN pad 10109,
+#       gamepad 10110: someone typing a PIN), with the master profile loaded
+#       (the login screen runs as the master profile; Profiles.GetCurrentProfile
+#       and Profiles.GetProfiles tell). Anything else means a session is in
+#       use: nothing is changed and Kodi is NOT stopped (exit 75).
+#       (NOT XBMC.GetInfoBooleans System.LoggedOn: asked ~20-40 ms after a
+#       Profiles.LoadProfile answered, it freezes Kodi 20.1 for good.)
+#       If the port is closed, Kodi is taken as not running. (If a
 #       process named $KODI_PROC_NAME is running while the port is closed --
 #       Kodi restarts its network services on every profile switch -- the
 #       port is retried for up to 3 s first.) If the port accepts but gives no
@@ -43,7 +50,7 @@
 #   everything else (errors, warnings, output of the stop/start commands)
 #   goes to stderr.
 #   Note: a session started between the busy check and the stop would be
-#   ended by the stop; the window is the duration of one JSON-RPC answer.
+#   ended by the stop; the window is the duration of the check's answers.
 #
 # Environment:
 #   KODI_USERDATA         Kodi userdata directory holding profiles.xml
@@ -120,6 +127,11 @@ import xml.etree.ElementTree as ET
 
 PROG = os.environ.get("_KODI_SETPW_PROG", "set-passwd")
 EX_FAIL, EX_USAGE, EX_NOTFOUND, EX_BUSY = 1, 2, 3, 75
+# Kodi's window ids (xbmc/guilib/WindowIDs.h): WINDOW_LOGIN_SCREEN, and the
+# dialogs the login screen asks for a lock code with (WINDOW_DIALOG_NUMERIC, the
+# PIN pad, and WINDOW_DIALOG_GAMEPAD)
+WINDOW_LOGIN_SCREEN = 10029
+LOCK_CODE_DIALOGS = (10109, 10110)
 
 def say(msg):
     print("%s: %s" % (PROG, msg), file=sys.stderr, flush=True)
@@ -287,27 +299,20 @@ def mode_busy():
     if sock is None:
         return  # Kodi not running (or JSON-RPC off): not busy
 
-    req_id = "kodi-tickets-set-passwd"
-    req = {"jsonrpc": "2.0", "id": req_id, "method": "XBMC.GetInfoBooleans",
-           "params": {"booleans": ["System.LoggedOn"]}}
     unsure = "busy: cannot tell whether a profile session is in use (%s), try later"
-    deadline = time.monotonic() + timeout
     dec = json.JSONDecoder()
-    buf = ""
-    raw = b""
-    try:
+    pending = [b""]  # bytes read but not decoded yet (the start of the next object)
+    calls = [0]
+
+    def call(method, params):
+        """Send one request on the connection, return its "result" (anything else: 75)."""
+        calls[0] += 1
+        req_id = "kodi-tickets-set-passwd-%d" % calls[0]
+        req = {"jsonrpc": "2.0", "id": req_id, "method": method, "params": params}
+        deadline = time.monotonic() + timeout
         sock.sendall(json.dumps(req).encode())
+        raw = pending[0]
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                die(EX_BUSY, unsure % ("no answer from Kodi JSON-RPC at %s within %gs" % (where, timeout)))
-            sock.settimeout(left)
-            chunk = sock.recv(65536)
-            if not chunk:
-                die(EX_BUSY, unsure % ("Kodi JSON-RPC at %s closed the connection without answering" % where))
-            raw += chunk
-            if len(raw) > (4 << 20):
-                die(EX_BUSY, unsure % ("oversized reply from %s" % where))
             # objects are streamed without separators; keep incomplete UTF-8 tails
             try:
                 buf = raw.decode("utf-8")
@@ -328,13 +333,49 @@ def mode_busy():
                 except ValueError:
                     break  # incomplete object, read more
                 if isinstance(obj, dict) and obj.get("id") == req_id:
-                    res = obj.get("result")
-                    val = res.get("System.LoggedOn") if isinstance(res, dict) else None
-                    if val is True:
-                        die(EX_BUSY, "busy: a profile session is in use, try later")
-                    if val is False:
-                        return
-                    die(EX_BUSY, unsure % ("unexpected JSON-RPC answer from %s" % where))
+                    pending[0] = raw[len(buf[:pos].encode("utf-8")):]
+                    if "result" not in obj:
+                        die(EX_BUSY, unsure % ("Kodi refused %s" % method))
+                    return obj["result"]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                die(EX_BUSY, unsure % ("no answer from Kodi JSON-RPC at %s within %gs" % (where, timeout)))
+            sock.settimeout(left)
+            chunk = sock.recv(65536)
+            if not chunk:
+                die(EX_BUSY, unsure % ("Kodi JSON-RPC at %s closed the connection without answering" % where))
+            raw += chunk
+            if len(raw) > (4 << 20):
+                die(EX_BUSY, unsure % ("oversized reply from %s" % where))
+
+    def unexpected():
+        die(EX_BUSY, unsure % ("unexpected JSON-RPC answer from %s" % where))
+
+    def label(obj):
+        name = obj.get("label") if isinstance(obj, dict) else None
+        return name if isinstance(name, str) else unexpected()
+
+    # NOTE: not XBMC.GetInfoBooleans System.LoggedOn: Kodi answers it on its main
+    # thread, and one arriving ~20-40 ms after a Profiles.LoadProfile answered
+    # freezes Kodi 20.1 for good. GUI.GetProperties is answered on the JSON-RPC
+    # thread. It reports the topmost modal dialog instead of the window under it.
+    try:
+        res = call("GUI.GetProperties", {"properties": ["currentwindow"]})
+        window = res.get("currentwindow") if isinstance(res, dict) else None
+        wid = window.get("id") if isinstance(window, dict) else None
+        if not isinstance(wid, int) or isinstance(wid, bool):
+            unexpected()
+        if wid == WINDOW_LOGIN_SCREEN or wid in LOCK_CODE_DIALOGS:
+            # The login screen runs as the master profile. Another profile with
+            # that window: a login in progress (seen for ~0.1 s on 20.1).
+            current = label(call("Profiles.GetCurrentProfile", {}))
+            res = call("Profiles.GetProfiles", {})
+            listed = res.get("profiles") if isinstance(res, dict) else None
+            if not isinstance(listed, list) or not listed:
+                unexpected()
+            if ascii_lower(current) == ascii_lower(label(listed[0])):
+                return
+        die(EX_BUSY, "busy: a profile session is in use, try later")
     except socket.timeout:
         die(EX_BUSY, unsure % ("no answer from Kodi JSON-RPC at %s within %gs" % (where, timeout)))
     except OSError as e:

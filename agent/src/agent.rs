@@ -13,7 +13,9 @@ use rand::Rng;
 
 use crate::apply;
 use crate::config::Config;
+use crate::kodi::bus::{self, FromAddon};
 use crate::kodi::{Kodi, Observation, SessionState};
+use crate::profiles_xml;
 use crate::server::{ServerClient, ServerError};
 use crate::state::{key, Arm, Session, State, UnreportedLogin};
 
@@ -27,6 +29,9 @@ pub struct Agent {
     state_path: PathBuf,
     /// What the Kodi watcher saw last; `None` while Kodi does not answer.
     kodi: Option<SessionState>,
+    /// The profile whose session the add-on last spoke from: it relays warnings there, so
+    /// the agent does not show them a second time.
+    addon_in: Option<String>,
 }
 
 pub fn now() -> i64 {
@@ -59,6 +64,7 @@ impl Agent {
             state,
             state_path,
             kodi: None,
+            addon_in: None,
         })
     }
 
@@ -106,6 +112,17 @@ impl Agent {
                     self.report(&arm, applied()).await;
                     return;
                 }
+                if self.pin_pad_mode() {
+                    // The PIN pad checks PINs with the server: nothing to apply to Kodi.
+                    let report = DeliveryReport {
+                        outcome: DeliveryOutcome::Applied,
+                        exit_code: None,
+                        message: "PIN pad mode: the PIN opens the profile from the TV's PIN pad"
+                            .into(),
+                    };
+                    self.report(&arm, report).await;
+                    return;
+                }
                 if self.state.enqueue(arm.clone()) {
                     self.save();
                 }
@@ -150,11 +167,7 @@ impl Agent {
                     .state
                     .sessions
                     .entry(ticket_id)
-                    .or_insert_with(|| Session {
-                        profile: profile.clone(),
-                        expires_at,
-                        warned: Default::default(),
-                    });
+                    .or_insert_with(|| Session::new(profile.clone(), expires_at));
                 if session.expires_at != expires_at {
                     session.expires_at = expires_at;
                     // More minutes: warn again when the new end comes near.
@@ -207,7 +220,7 @@ impl Agent {
             .state
             .sessions
             .values()
-            .any(|s| key(&s.profile) == profile)
+            .any(|s| key(&s.profile) == profile && !s.via_pin_pad)
             || self
                 .state
                 .unreported
@@ -231,14 +244,9 @@ impl Agent {
             match self.server.login(&request).await {
                 Ok(answer) => {
                     let expires_at = parse_time(&answer.expires_at).unwrap_or_else(now);
-                    self.state.sessions.insert(
-                        login.ticket_id,
-                        Session {
-                            profile: login.profile,
-                            expires_at,
-                            warned: Default::default(),
-                        },
-                    );
+                    self.state
+                        .sessions
+                        .insert(login.ticket_id, Session::new(login.profile, expires_at));
                 }
                 Err(ServerError::Refused { status: 404, .. }) => self.login_refused(login).await,
                 Err(e) => {
@@ -263,14 +271,9 @@ impl Agent {
             "server refused the login; session ends at {}",
             rfc3339(expires_at)
         );
-        self.state.sessions.insert(
-            login.ticket_id,
-            Session {
-                profile: login.profile,
-                expires_at,
-                warned: Default::default(),
-            },
-        );
+        self.state
+            .sessions
+            .insert(login.ticket_id, Session::new(login.profile, expires_at));
         self.end_due_sessions().await;
     }
 
@@ -281,6 +284,147 @@ impl Agent {
         self.warn_sessions().await;
         self.end_due_sessions().await;
         self.arm_waiting().await;
+        self.back_to_pin_pad().await;
+    }
+
+    fn pin_pad_mode(&self) -> bool {
+        !self.config.pin_pad_profile.is_empty()
+    }
+
+    /// In PIN-pad mode, a box at the login screen with nothing left to do goes back to the
+    /// PIN-pad profile, whose add-on shows the PIN pad.
+    async fn back_to_pin_pad(&mut self) {
+        let at_login_screen = self.kodi.as_ref().is_some_and(|s| !s.logged_on);
+        if !self.pin_pad_mode()
+            || !at_login_screen
+            || !self.state.relock.is_empty()
+            || !self.state.queued.is_empty()
+        {
+            return;
+        }
+        let profile = self.config.pin_pad_profile.clone();
+        let hash =
+            profiles_xml::lock_code_hash(&self.config.profiles_xml(), &profile).unwrap_or_default();
+        let loaded = match Kodi::connect(&self.config.kodi_jsonrpc).await {
+            Ok(kodi) => kodi.load_profile_md5(&profile, &hash).await,
+            Err(e) => Err(e),
+        };
+        match loaded {
+            // NOTE: Kodi answers at once and switches ~1 s later; the watcher sees it.
+            Ok(()) => self.kodi = None,
+            Err(e) => tracing::warn!("cannot open the PIN-pad profile {profile}: {e}"),
+        }
+    }
+
+    /// A request of the add-on's, from Kodi's bus.
+    pub async fn on_addon(&mut self, request: FromAddon) {
+        self.addon_in = self.logged_on_profile().map(key);
+        let (message, data) = match request {
+            FromAddon::Ping { request_id } => (
+                "kodi_tickets.pong",
+                serde_json::json!({
+                    "request_id": request_id,
+                    "agent_version": env!("CARGO_PKG_VERSION"),
+                }),
+            ),
+            FromAddon::TimeLeft { request_id } => {
+                let now = now();
+                let current = self.logged_on_profile().map(key);
+                let session = self
+                    .state
+                    .sessions
+                    .values()
+                    .find(|s| Some(key(&s.profile)) == current && s.expires_at > now);
+                (
+                    "kodi_tickets.session",
+                    serde_json::json!({
+                        "request_id": request_id,
+                        "profile": session.map(|s| s.profile.clone()),
+                        "expires_at": session.map(|s| rfc3339(s.expires_at)),
+                        "remaining_seconds": session.map(|s| s.expires_at - now),
+                    }),
+                )
+            }
+            FromAddon::Pin { request_id, pin } => {
+                let outcome = match pin {
+                    Some(pin) => self.open_with_pin(&pin).await,
+                    None => Err("bad_request"),
+                };
+                let data = match outcome {
+                    Ok((profile, expires_at)) => serde_json::json!({
+                        "request_id": request_id, "ok": true, "reason": null,
+                        "profile": profile, "expires_at": rfc3339(expires_at),
+                    }),
+                    Err(reason) => serde_json::json!({
+                        "request_id": request_id, "ok": false, "reason": reason,
+                        "profile": null, "expires_at": null,
+                    }),
+                };
+                ("kodi_tickets.result", data)
+            }
+        };
+        self.tell_addon(message, data).await;
+    }
+
+    /// Asks the add-on to close its dialogs before Kodi switches profile: Kodi cannot switch
+    /// while a script holds a modal dialog (it waits 5 s, kills the script and ends the
+    /// switch half-done). The add-on answers within ~0.2 s; a second is plenty.
+    async fn close_addon_dialogs(&self) {
+        let request_id = format!("{:016x}", rand::thread_rng().gen::<u64>());
+        self.tell_addon(
+            "kodi_tickets.closing",
+            serde_json::json!({ "request_id": request_id }),
+        )
+        .await;
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+
+    async fn tell_addon(&self, message: &str, data: serde_json::Value) {
+        let sent = match Kodi::connect(&self.config.kodi_jsonrpc).await {
+            Ok(kodi) => kodi.notify_all(bus::SENDER, message, data).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            tracing::warn!("cannot answer the add-on: {e}");
+        }
+    }
+
+    /// A PIN typed on the PIN pad: the server decides; on success the ticket's profile is
+    /// logged in with the lock-code hash Kodi already holds for it.
+    async fn open_with_pin(&mut self, pin: &str) -> Result<(String, i64), &'static str> {
+        let request = LoginRequest {
+            lock_code: pin.to_owned(),
+            used_at: None,
+        };
+        let answer = match self.server.login(&request).await {
+            Ok(answer) => answer,
+            Err(ServerError::Refused { status: 429, .. }) => return Err("rate_limited"),
+            Err(ServerError::Refused { .. }) => return Err("unknown_pin"),
+            Err(_) => return Err("server_unreachable"),
+        };
+        let expires_at = parse_time(&answer.expires_at).unwrap_or_else(now);
+        let ticket_id = self.server.ticket(pin).await.map(|t| t.id).unwrap_or(-1);
+        let mut session = Session::new(answer.profile.clone(), expires_at);
+        session.via_pin_pad = true;
+        self.state.sessions.insert(ticket_id, session);
+        self.save();
+        let Some(hash) = profiles_xml::lock_code_hash(&self.config.profiles_xml(), &answer.profile)
+        else {
+            tracing::error!("profile {} is not in Kodi's profiles.xml", answer.profile);
+            return Err("kodi_error");
+        };
+        self.close_addon_dialogs().await;
+        let loaded = match Kodi::connect(&self.config.kodi_jsonrpc).await {
+            Ok(kodi) => kodi.load_profile_md5(&answer.profile, &hash).await,
+            Err(e) => Err(e),
+        };
+        match loaded {
+            Ok(()) => Ok((answer.profile, expires_at)),
+            Err(e) => {
+                tracing::error!("cannot open {} for a PIN-pad ticket: {e}", answer.profile);
+                Err("kodi_error")
+            }
+        }
     }
 
     async fn warn_sessions(&mut self) {
@@ -307,14 +451,23 @@ impl Agent {
             } else {
                 format!("{minutes} minutes left")
             };
-            match Kodi::connect(&self.config.kodi_jsonrpc).await {
-                Ok(kodi) => {
-                    if let Err(e) = kodi.notify("Kodi Tickets", &text, 10_000).await {
-                        tracing::warn!("cannot show the warning: {e}");
+            let addon_relays = self.addon_in.as_deref() == Some(current.as_str());
+            if !addon_relays {
+                match Kodi::connect(&self.config.kodi_jsonrpc).await {
+                    Ok(kodi) => {
+                        if let Err(e) = kodi.notify("Kodi Tickets", &text, 10_000).await {
+                            tracing::warn!("cannot show the warning: {e}");
+                        }
                     }
+                    Err(e) => tracing::warn!("cannot show the warning: {e}"),
                 }
-                Err(e) => tracing::warn!("cannot show the warning: {e}"),
             }
+            let profile = self.logged_on_profile().unwrap_or_default().to_owned();
+            self.tell_addon(
+                "kodi_tickets.warning",
+                serde_json::json!({ "profile": profile, "minutes_left": minutes }),
+            )
+            .await;
         }
     }
 
@@ -338,6 +491,7 @@ impl Agent {
                 let Some(eventserver) = self.eventserver() else {
                     return;
                 };
+                self.close_addon_dialogs().await;
                 let result = match Kodi::connect(&self.config.kodi_jsonrpc).await {
                     Ok(kodi) => kodi.end_session(eventserver).await,
                     Err(e) => Err(e),
@@ -349,7 +503,9 @@ impl Agent {
                 }
             }
             self.state.sessions.remove(&ticket_id);
-            self.state.relock.insert(profile);
+            if !session.via_pin_pad {
+                self.state.relock.insert(profile);
+            }
             self.save();
         }
     }

@@ -52,6 +52,10 @@ pub struct Config {
     pub kodi_stop_command: String,
     #[serde(default)]
     pub kodi_start_command: String,
+    /// PIN-pad mode: the unlocked profile the box shows the add-on's PIN pad in (e.g.
+    /// "Tickets"). Empty: native mode, where a ticket's PIN becomes the profile's lock code.
+    #[serde(default)]
+    pub pin_pad_profile: String,
     /// Where the agent keeps armed PINs, running sessions and unsent reports across restarts.
     #[serde(default = "default_state_file")]
     pub state_file: PathBuf,

@@ -4,5 +4,6 @@ pub mod agent;
 pub mod apply;
 pub mod config;
 pub mod kodi;
+pub mod profiles_xml;
 pub mod server;
 pub mod state;

@@ -79,6 +79,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let (events_tx, mut events) = mpsc::channel(64);
     tokio::spawn(follow_server(server, events_tx));
     let mut kodi = kodi::watch(config.kodi_jsonrpc.clone(), Some(config.profiles_xml()));
+    let mut addon = kodi::listen(config.kodi_jsonrpc.clone());
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     let mut status = tokio::time::interval(STATUS_EVERY);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -86,6 +87,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tokio::select! {
             Some(event) = events.recv() => agent.on_event(event).await,
             Some(observation) = kodi.recv() => agent.on_observation(observation).await,
+            Some(request) = addon.recv() => agent.on_addon(request).await,
             _ = ticks.tick() => agent.tick().await,
             _ = status.tick() => agent.send_status().await,
             _ = tokio::signal::ctrl_c() => break,

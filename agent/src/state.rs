@@ -23,6 +23,21 @@ pub struct Session {
     pub expires_at: i64,
     /// Minutes-left warnings already shown (5, 1).
     pub warned: BTreeSet<i64>,
+    /// Opened from the PIN pad: the ticket's PIN never was the profile's lock code, so
+    /// nothing needs re-locking when it ends.
+    #[serde(default)]
+    pub via_pin_pad: bool,
+}
+
+impl Session {
+    pub fn new(profile: String, expires_at: i64) -> Session {
+        Session {
+            profile,
+            expires_at,
+            warned: BTreeSet::new(),
+            via_pin_pad: false,
+        }
+    }
 }
 
 /// A login seen on the TV that the server has not yet accepted.

@@ -101,12 +101,28 @@ def snapshot(el):
 # --------------------------------------------------------------------------
 # fake Kodi JSON-RPC (raw TCP, objects streamed without separators)
 
-class FakeKodi:
-    """logged_on: True/False -> answer GetInfoBooleans; None -> accept, read, never
-    answer; "http" -> reply like a web server."""
+# window ids GUI.GetProperties currentwindow gave on Kodi 20.1 (a modal dialog is
+# reported instead of the window under it)
+HOME = 10000
+LOGIN_SCREEN = 10029
+NUMERIC_INPUT = 10109  # the PIN pad
+GAMEPAD_INPUT = 10110
+OK_DIALOG = 12002
+WINDOW_LABELS = {HOME: "Home", LOGIN_SCREEN: "Login screen", NUMERIC_INPUT: "Numeric Input",
+                 GAMEPAD_INPUT: "Gamepad input", OK_DIALOG: "OK dialog"}
 
-    def __init__(self, logged_on):
-        self.logged_on = logged_on
+
+class FakeKodi:
+    """window: an int -> answer GUI.GetProperties currentwindow with that id, and the
+    profile methods with `profile` (current) and `master` (listed first); None -> accept,
+    read, never answer; "http" -> reply like a web server; "error" -> answer every
+    request with a JSON-RPC error; "odd" -> a currentwindow without an id. Unknown
+    methods (XBMC.GetInfoBooleans among them) get Kodi's "Method not found" error."""
+
+    def __init__(self, window, profile="Master user", master="Master user"):
+        self.window = window
+        self.profile = profile
+        self.master = master
         self.requests = []
         self.stop = threading.Event()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -118,6 +134,9 @@ class FakeKodi:
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
+    def methods(self):
+        return [r.get("method") for r in self.requests]
+
     def _serve(self):
         while not self.stop.is_set():
             try:
@@ -128,6 +147,21 @@ class FakeKodi:
                 return
             self.conns.append(c)
             threading.Thread(target=self._handle, args=(c,), daemon=True).start()
+
+    def _result(self, method):
+        if self.window == "error":
+            return None
+        if method == "GUI.GetProperties":
+            if self.window == "odd":
+                return {"currentwindow": {"label": "Home"}}
+            return {"currentwindow": {"id": self.window,
+                                      "label": WINDOW_LABELS.get(self.window, "")}}
+        if method == "Profiles.GetCurrentProfile":
+            return {"label": self.profile}
+        if method == "Profiles.GetProfiles":
+            return {"limits": {"end": 2, "start": 0, "total": 2},
+                    "profiles": [{"label": self.master}, {"label": "Kids"}]}
+        return None
 
     def _handle(self, c):
         c.settimeout(0.1)
@@ -143,26 +177,31 @@ class FakeKodi:
             if not chunk:
                 return
             buf += chunk.decode()
-            try:
-                obj, idx = dec.raw_decode(buf.lstrip())
-            except ValueError:
-                continue
-            buf = buf.lstrip()[idx:]
-            self.requests.append(obj)
-            if self.logged_on is None:
-                continue  # accept and never answer
-            if self.logged_on == "http":
-                c.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-                continue
-            note = {"jsonrpc": "2.0", "method": "GUI.OnScreensaverDeactivated",
-                    "params": {"data": {"shuttingdown": False}, "sender": "xbmc"}}
-            resp = {"id": obj.get("id"), "jsonrpc": "2.0",
-                    "result": {"System.LoggedOn": self.logged_on}}
-            payload = (json.dumps(note) + json.dumps(resp)).encode()
-            # split mid-object: the client must cope with a streamed answer
-            c.sendall(payload[: len(payload) // 2 + 7])
-            time.sleep(0.05)
-            c.sendall(payload[len(payload) // 2 + 7:])
+            while True:
+                try:
+                    obj, idx = dec.raw_decode(buf.lstrip())
+                except ValueError:
+                    break
+                buf = buf.lstrip()[idx:]
+                self.requests.append(obj)
+                if self.window is None:
+                    continue  # accept and never answer
+                if self.window == "http":
+                    c.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                    continue
+                note = {"jsonrpc": "2.0", "method": "GUI.OnScreensaverDeactivated",
+                        "params": {"data": {"shuttingdown": False}, "sender": "xbmc"}}
+                result = self._result(obj.get("method"))
+                resp = {"id": obj.get("id"), "jsonrpc": "2.0"}
+                if result is None:
+                    resp["error"] = {"code": -32601, "message": "Method not found."}
+                else:
+                    resp["result"] = result
+                payload = (json.dumps(note) + json.dumps(resp)).encode()
+                # split mid-object: the client must cope with a streamed answer
+                c.sendall(payload[: len(payload) // 2 + 7])
+                time.sleep(0.05)
+                c.sendall(payload[len(payload) // 2 + 7:])
 
     def close(self):
         self.stop.set()
@@ -178,8 +217,8 @@ class FakeKodi:
 def fake_kodi():
     servers = []
 
-    def make(logged_on):
-        s = FakeKodi(logged_on)
+    def make(window, **kw):
+        s = FakeKodi(window, **kw)
         servers.append(s)
         return s
 
@@ -432,7 +471,7 @@ def test_default_userdata_is_home(make_box):
 
 
 def test_busy_when_logged_on(make_box, fake_kodi):
-    srv = fake_kodi(True)
+    srv = fake_kodi(HOME, profile="Kids")
     box = make_box(port=srv.port)
     before = box.xml.read_bytes()
     r = box.run("Kids:1234")
@@ -442,9 +481,76 @@ def test_busy_when_logged_on(make_box, fake_kodi):
     assert box.calls() == [], "Kodi must not be stopped while a session is in use"
     assert len(srv.requests) == 1
     req = srv.requests[0]
-    assert req["method"] == "XBMC.GetInfoBooleans"
-    assert req["params"] == {"booleans": ["System.LoggedOn"]}
+    assert req["method"] == "GUI.GetProperties"
+    assert req["params"] == {"properties": ["currentwindow"]}
     assert req["jsonrpc"] == "2.0" and "id" in req
+
+
+def test_busy_when_the_master_profile_is_logged_in(make_box, fake_kodi):
+    # the login screen also runs as the master profile: only the window tells
+    srv = fake_kodi(HOME)
+    box = make_box(port=srv.port)
+    r = box.run("Kids:1234")
+    assert r.returncode == 75
+    assert "busy: a profile session is in use" in r.stderr
+    assert box.calls() == []
+    assert srv.methods() == ["GUI.GetProperties"]
+
+
+@pytest.mark.parametrize("dialog", [NUMERIC_INPUT, GAMEPAD_INPUT])
+def test_lock_code_dialog_over_the_login_screen_is_not_busy(make_box, fake_kodi, dialog):
+    # someone at the TV chose a profile and is asked for its PIN: no session yet
+    srv = fake_kodi(dialog, profile="Master user", master="Master user")
+    box = make_box(port=srv.port)
+    r = box.run("Kids:8642")
+    assert r.returncode == 0, r.stderr
+    assert box.calls() == ["stop", "start"]
+    assert profile(parse(box.xml), "Kids").findtext("lockcode") == md5("8642")
+    assert srv.methods() == ["GUI.GetProperties", "Profiles.GetCurrentProfile",
+                             "Profiles.GetProfiles"]
+
+
+def test_lock_code_dialog_over_a_renamed_master_is_not_busy(make_box, fake_kodi):
+    srv = fake_kodi(NUMERIC_INPUT, profile="Admin", master="admin")
+    box = make_box(port=srv.port)
+    r = box.run("Kids:8642")
+    assert r.returncode == 0, r.stderr
+
+
+def test_lock_code_dialog_in_a_profile_session_is_busy(make_box, fake_kodi):
+    srv = fake_kodi(NUMERIC_INPUT, profile="Kids")
+    box = make_box(port=srv.port)
+    before = box.xml.read_bytes()
+    r = box.run("Kids:8642")
+    assert r.returncode == 75
+    assert "busy: a profile session is in use" in r.stderr
+    assert box.xml.read_bytes() == before
+    assert box.calls() == []
+
+
+def test_other_dialog_over_the_master_profile_is_busy(make_box, fake_kodi):
+    # e.g. the wrong-PIN message at the login screen, or any dialog in a master session
+    srv = fake_kodi(OK_DIALOG)
+    box = make_box(port=srv.port)
+    r = box.run("Kids:8642")
+    assert r.returncode == 75
+    assert "busy: a profile session is in use" in r.stderr
+    assert box.calls() == []
+    assert srv.methods() == ["GUI.GetProperties"]
+
+
+@pytest.mark.parametrize("answer", ["error", "odd"])
+def test_busy_when_the_window_answer_is_unusable(make_box, fake_kodi, answer):
+    srv = fake_kodi(answer)
+    box = make_box(port=srv.port)
+    before = box.xml.read_bytes()
+    t0 = time.monotonic()
+    r = box.run("Kids:1234")
+    assert r.returncode == 75
+    assert time.monotonic() - t0 < 1.9  # recognised at once, not by timeout
+    assert "busy: cannot tell whether a profile session is in use" in r.stderr
+    assert box.xml.read_bytes() == before
+    assert box.calls() == []
 
 
 def test_busy_when_jsonrpc_never_answers(make_box, fake_kodi):
@@ -474,7 +580,7 @@ def test_busy_when_port_speaks_no_jsonrpc(make_box, fake_kodi):
 
 
 def test_not_logged_in_proceeds(make_box, fake_kodi):
-    srv = fake_kodi(False)
+    srv = fake_kodi(LOGIN_SCREEN)
     box = make_box(port=srv.port)
     before = box.xml.read_bytes()
     r = box.run("Kids:8642")
@@ -482,7 +588,23 @@ def test_not_logged_in_proceeds(make_box, fake_kodi):
     assert box.calls() == ["stop", "start"]
     assert box.at_stop.read_bytes() == before
     assert profile(parse(box.xml), "Kids").findtext("lockcode") == md5("8642")
-    assert len(srv.requests) == 1
+    assert srv.methods() == ["GUI.GetProperties", "Profiles.GetCurrentProfile",
+                             "Profiles.GetProfiles"]
+    assert srv.requests[0]["params"] == {"properties": ["currentwindow"]}
+    assert len({r["id"] for r in srv.requests}) == 3
+    assert not [m for m in srv.methods() if m.startswith("XBMC.")]
+
+
+def test_busy_while_a_login_is_in_progress(make_box, fake_kodi):
+    # Kodi 20.1 reports the new profile ~0.1 s before the login screen goes away
+    srv = fake_kodi(LOGIN_SCREEN, profile="Kids")
+    box = make_box(port=srv.port)
+    before = box.xml.read_bytes()
+    r = box.run("Kids:8642")
+    assert r.returncode == 75
+    assert "busy: a profile session is in use" in r.stderr
+    assert box.xml.read_bytes() == before
+    assert box.calls() == []
 
 
 def test_stop_failure(make_box):
@@ -529,7 +651,7 @@ def test_pin_and_md5_never_printed(make_box, fake_kodi):
         r = box.run(arg)
         out = r.stdout + r.stderr
         assert "5791" not in out and md5("5791") not in out
-    srv = fake_kodi(True)
+    srv = fake_kodi(HOME, profile="Kids")
     box.env["KODI_JSONRPC_PORT"] = str(srv.port)
     r = box.run("Kids:5791")
     assert r.returncode == 75 and md5("5791") not in r.stdout + r.stderr

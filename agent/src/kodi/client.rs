@@ -8,15 +8,18 @@ use jsonrpsee::ws_client::{RpcService, RpcServiceBuilder, WsClient, WsClientBuil
 
 use super::rpc::{
     ApplicationClient, GuiClient, JsonRpcClient, Password, ProfileDetail, ProfilesClient,
-    XbmcClient,
 };
 use super::{log_off, KodiError, SessionState};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Every call the agent makes is answered at once by Kodi; a slow answer means Kodi hangs.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-const LOGGED_ON: &str = "System.LoggedOn";
 const GET_PROFILES: &str = "Profiles.GetProfiles";
+/// Kodi's `WINDOW_LOGIN_SCREEN`.
+const LOGIN_SCREEN: i64 = 10029;
+/// The dialogs the login screen asks for a lock code with: `WINDOW_DIALOG_NUMERIC` (the PIN
+/// pad of a numeric lock) and `WINDOW_DIALOG_GAMEPAD`.
+const LOCK_CODE_DIALOGS: [i64; 2] = [10109, 10110];
 
 /// One WebSocket JSON-RPC connection to Kodi (`ws://{addr}/jsonrpc`).
 ///
@@ -43,21 +46,38 @@ impl Kodi {
         Ok(Kodi { client })
     }
 
-    /// Who is logged in: `Profiles.GetCurrentProfile` and `System.LoggedOn`.
+    /// Who is logged in: `Profiles.GetCurrentProfile`, and `GUI.GetProperties`
+    /// `currentwindow` for whether Kodi shows its login screen (window 10029).
+    ///
+    /// NOTE: not `XBMC.GetInfoBooleans` `System.LoggedOn`, although it tells exactly that:
+    /// asked within ~20–40 ms after `Profiles.LoadProfile` answered, it freezes Kodi 20.1 for
+    /// good (see [`super::rpc`]), and this is read right after every switch.
+    ///
+    /// NOTE: the login screen runs as the master profile, and `currentwindow` names the
+    /// topmost modal dialog rather than the window under it. So nobody is logged in while
+    /// the master profile is loaded and the window is the login screen or a lock-code dialog
+    /// (someone at the login screen typing a PIN). Seen on 20.1 during switches: the new
+    /// profile reads for ~0.1 s while the login screen still shows (a login: logged in);
+    /// after a log-off the master profile reads for ~0.2 s while the old window still shows
+    /// (reads as the master logged in). Any other dialog over the master profile (the login
+    /// screen's power menu, its wrong-PIN message) reads as the master logged in until it is
+    /// closed; a lock-code dialog in a master session (rare) reads as nobody logged in.
     pub async fn session(&self) -> Result<SessionState, KodiError> {
         const GET_PROFILE: &str = "Profiles.GetCurrentProfile";
-        const GET_BOOLEANS: &str = "XBMC.GetInfoBooleans";
-        let (profile, booleans) = tokio::join!(
+        const GET_GUI: &str = "GUI.GetProperties";
+        let (profile, gui) = tokio::join!(
             self.client.get_current_profile(),
-            self.client.get_info_booleans(&[LOGGED_ON]),
+            self.client.get_gui_properties(&["currentwindow"]),
         );
         let profile = profile.map_err(rpc_error(GET_PROFILE))?.label;
-        let booleans = booleans.map_err(rpc_error(GET_BOOLEANS))?;
-        let logged_on = *booleans.get(LOGGED_ON).ok_or(KodiError::BadAnswer {
-            method: GET_BOOLEANS,
-            detail: format!("no {LOGGED_ON} in the answer"),
-        })?;
-        Ok(SessionState { logged_on, profile })
+        let window = gui.map_err(rpc_error(GET_GUI))?.currentwindow.id;
+        let login_screen_window = window == LOGIN_SCREEN || LOCK_CODE_DIALOGS.contains(&window);
+        let at_login_screen =
+            login_screen_window && same_profile(&profile, &self.master_profile().await?.label);
+        Ok(SessionState {
+            logged_on: !at_login_screen,
+            profile,
+        })
     }
 
     /// Kodi's version as "20.1" (stable) or "21.0-beta2" (pre-release).
@@ -225,48 +245,103 @@ fn expect_ok(method: &'static str, answer: &str) -> Result<(), KodiError> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     use super::*;
-    use crate::kodi::fake::FakeKodi;
+    use crate::kodi::fake::{self, FakeKodi};
+
+    fn state(logged_on: bool, profile: &str) -> SessionState {
+        SessionState {
+            logged_on,
+            profile: profile.into(),
+        }
+    }
 
     #[tokio::test]
-    async fn session_reads_profile_and_logged_on() {
+    async fn session_reads_the_profile_and_the_window() {
         let fake = FakeKodi::start().await;
         let kodi = Kodi::connect(&fake.addr()).await.unwrap();
-        assert_eq!(
-            kodi.session().await.unwrap(),
-            SessionState {
-                logged_on: false,
-                profile: "Master user".into()
-            }
-        );
+        assert_eq!(kodi.session().await.unwrap(), state(false, "Master user"));
         fake.log_in("Kids");
-        assert_eq!(
-            kodi.session().await.unwrap(),
-            SessionState {
-                logged_on: true,
-                profile: "Kids".into()
-            }
-        );
+        assert_eq!(kodi.session().await.unwrap(), state(true, "Kids"));
+        fake.log_in("Master user");
+        assert_eq!(kodi.session().await.unwrap(), state(true, "Master user"));
         let calls = fake.calls();
         assert!(calls.contains(&(
-            "XBMC.GetInfoBooleans".into(),
-            json!({"booleans": ["System.LoggedOn"]})
+            "GUI.GetProperties".into(),
+            json!({"properties": ["currentwindow"]})
+        )));
+        assert!(calls.contains(&("Profiles.GetCurrentProfile".into(), Value::Null)));
+    }
+
+    #[tokio::test]
+    async fn session_never_asks_kodis_main_thread() {
+        let fake = FakeKodi::start().await;
+        let kodi = Kodi::connect(&fake.addr()).await.unwrap();
+        for window in [fake::LOGIN_SCREEN, fake::NUMERIC_INPUT, fake::HOME] {
+            fake.set(|s| s.window = window);
+            kodi.session().await.unwrap();
+        }
+        let calls = fake.calls();
+        assert!(
+            calls.iter().all(|(m, _)| !m.starts_with("XBMC.")),
+            "{calls:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lock_code_dialog_over_the_login_screen_is_nobody_logged_in() {
+        let fake = FakeKodi::start().await;
+        let kodi = Kodi::connect(&fake.addr()).await.unwrap();
+        for dialog in [fake::NUMERIC_INPUT, fake::GAMEPAD_INPUT] {
+            fake.set(|s| s.window = dialog);
+            assert_eq!(kodi.session().await.unwrap(), state(false, "Master user"));
+        }
+        // Told apart from a master session by the master profile's name, as Kodi lists it.
+        assert!(fake.calls().contains(&(
+            "Profiles.GetProfiles".into(),
+            json!({"properties": ["lockmode"]})
         )));
     }
 
     #[tokio::test]
-    async fn session_without_logged_on_boolean_is_a_bad_answer() {
+    async fn a_profile_loaded_while_the_login_screen_still_shows_is_logged_in() {
         let fake = FakeKodi::start().await;
-        fake.set(|s| s.omit_logged_on = true);
+        fake.set(|s| s.profile = "Kids".into());
+        let kodi = Kodi::connect(&fake.addr()).await.unwrap();
+        assert_eq!(kodi.session().await.unwrap(), state(true, "Kids"));
+    }
+
+    #[tokio::test]
+    async fn a_lock_code_dialog_in_a_profile_session_is_still_that_session() {
+        let fake = FakeKodi::start().await;
+        fake.log_in("Kids");
+        fake.set(|s| s.window = fake::NUMERIC_INPUT);
+        let kodi = Kodi::connect(&fake.addr()).await.unwrap();
+        assert_eq!(kodi.session().await.unwrap(), state(true, "Kids"));
+    }
+
+    #[tokio::test]
+    async fn other_dialogs_over_the_master_profile_count_as_logged_in() {
+        let fake = FakeKodi::start().await;
+        let kodi = Kodi::connect(&fake.addr()).await.unwrap();
+        for dialog in [fake::OK_DIALOG, fake::SHUTDOWN_MENU] {
+            fake.set(|s| s.window = dialog);
+            assert_eq!(kodi.session().await.unwrap(), state(true, "Master user"));
+        }
+    }
+
+    #[tokio::test]
+    async fn session_without_the_current_window_is_a_bad_answer() {
+        let fake = FakeKodi::start().await;
+        fake.set(|s| s.omit_current_window = true);
         let kodi = Kodi::connect(&fake.addr()).await.unwrap();
         let err = kodi.session().await.unwrap_err();
         assert!(
             matches!(
                 err,
                 KodiError::BadAnswer {
-                    method: "XBMC.GetInfoBooleans",
+                    method: "GUI.GetProperties",
                     ..
                 }
             ),

@@ -14,11 +14,29 @@ pub const MASTER_MD5: &str = "17b3c7061788dbe82de5abe9f6fe22b3";
 /// MD5 of "1234", the Kids lock code.
 pub const KIDS_MD5: &str = "81dc9bdb52d04dc20036dbd8313ed055";
 
+/// Window ids and labels `GUI.GetProperties` `currentwindow` gave on Kodi 20.1.
+pub const LOGIN_SCREEN: i64 = 10029;
+pub const HOME: i64 = 10000;
+/// The PIN pad of a numeric lock (a dialog: reported instead of the window under it).
+pub const NUMERIC_INPUT: i64 = 10109;
+pub const GAMEPAD_INPUT: i64 = 10110;
+pub const OK_DIALOG: i64 = 12002;
+pub const SHUTDOWN_MENU: i64 = 10111;
+const WINDOW_LABELS: [(i64, &str); 6] = [
+    (LOGIN_SCREEN, "Login screen"),
+    (HOME, "Home"),
+    (NUMERIC_INPUT, "Numeric Input"),
+    (GAMEPAD_INPUT, "Gamepad input"),
+    (OK_DIALOG, "OK dialog"),
+    (SHUTDOWN_MENU, "Shutdown menu"),
+];
+
 pub struct FakeState {
     pub profile: String,
-    pub logged_on: bool,
-    /// Answer `XBMC.GetInfoBooleans` without the asked-for boolean.
-    pub omit_logged_on: bool,
+    /// What `GUI.GetProperties` reports as `currentwindow`: a window or the topmost dialog.
+    pub window: i64,
+    /// Answer `GUI.GetProperties` without `currentwindow`.
+    pub omit_current_window: bool,
     pub master_lockmode: i64,
     pub version: Value,
     /// Every call received: method and params (`null` when none were sent).
@@ -29,8 +47,8 @@ impl Default for FakeState {
     fn default() -> Self {
         FakeState {
             profile: "Master user".into(),
-            logged_on: false,
-            omit_logged_on: false,
+            window: LOGIN_SCREEN,
+            omit_current_window: false,
             master_lockmode: 1,
             version: json!({"major": 20, "minor": 1, "revision": "20230312-nogitfound", "tag": "stable"}),
             calls: Vec::new(),
@@ -66,10 +84,11 @@ impl FakeKodi {
         change(&mut lock(&self.state));
     }
 
+    /// `profile` is logged in and shows its home window.
     pub fn log_in(&self, profile: &str) {
         self.set(|s| {
             s.profile = profile.into();
-            s.logged_on = true;
+            s.window = HOME;
         });
     }
 
@@ -137,14 +156,23 @@ async fn serve(addr: SocketAddr, state: Shared) -> (SocketAddr, ServerHandle) {
             json!({"label": lock(s).profile})
         })
         .unwrap();
+    // NOTE: no XBMC.GetInfoBooleans / XBMC.GetInfoLabels: the agent must never call them
+    // (see `rpc`), so here they fail as unknown methods.
     module
-        .register_method("XBMC.GetInfoBooleans", |p, s, _| {
-            let params = record(s, "XBMC.GetInfoBooleans", &p);
+        .register_method("GUI.GetProperties", |p, s, _| {
+            let params = record(s, "GUI.GetProperties", &p);
             let state = lock(s);
             let mut answer = serde_json::Map::new();
-            for name in params["booleans"].as_array().into_iter().flatten() {
-                if name == "System.LoggedOn" && !state.omit_logged_on {
-                    answer.insert("System.LoggedOn".into(), state.logged_on.into());
+            for name in params["properties"].as_array().into_iter().flatten() {
+                if name == "currentwindow" && !state.omit_current_window {
+                    let label = WINDOW_LABELS
+                        .iter()
+                        .find(|(id, _)| *id == state.window)
+                        .map_or("", |(_, label)| label);
+                    answer.insert(
+                        "currentwindow".into(),
+                        json!({"id": state.window, "label": label}),
+                    );
                 }
             }
             Value::Object(answer)

@@ -7,8 +7,10 @@
 //! re-reads the session after every reconnect, on every `profiles.xml` rewrite and on a slow
 //! poll.
 
+pub mod bus;
 mod client;
 mod eventserver;
+mod listen;
 mod rpc;
 mod watch;
 
@@ -17,12 +19,14 @@ mod fake;
 
 pub use client::Kodi;
 pub use eventserver::log_off;
+pub use listen::listen;
 pub use watch::{watch, Observation};
 
 /// What Kodi's screen is doing: who is logged in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionState {
-    /// `false` at the login screen (nobody logged in).
+    /// `false` at the login screen (nobody logged in), also while it asks for a profile's
+    /// lock code ([`Kodi::session`] says how that is told).
     pub logged_on: bool,
     /// The current profile's name. At the login screen Kodi has the master profile loaded,
     /// so this reads "Master user" (or whatever the master profile is called) there.

@@ -3,8 +3,13 @@
 //!
 //! NOTE: Kodi validates parameters against its schema by name, so every method here
 //! passes them as an object (`param_kind = map`).
-
-use std::collections::HashMap;
+//!
+//! NOTE: no `XBMC.GetInfoBooleans` or `XBMC.GetInfoLabels` on purpose. Kodi answers them
+//! on its main thread; one that arrives ~20–40 ms after `Profiles.LoadProfile` answered
+//! "OK" freezes Kodi 20.1 for good (the main thread, loading the profile, waits for the
+//! JSON-RPC thread, which waits for the main thread). Polled every few ms through a dozen
+//! profile switches and log-offs, `Profiles.GetCurrentProfile` and `GUI.GetProperties`
+//! never froze it; the same poll of `XBMC.GetInfoBooleans` froze it at the first switch.
 
 use jsonrpsee::proc_macros::rpc;
 use serde::{Deserialize, Serialize};
@@ -27,13 +32,6 @@ pub trait Profiles {
     async fn load_profile(&self, profile: &str, password: Password<'_>) -> RpcResult<String>;
 }
 
-#[rpc(client, namespace = "XBMC", namespace_separator = ".")]
-pub trait Xbmc {
-    /// `{"System.LoggedOn":false}`
-    #[method(name = "GetInfoBooleans", param_kind = map)]
-    async fn get_info_booleans(&self, booleans: &[&str]) -> RpcResult<HashMap<String, bool>>;
-}
-
 #[rpc(client, namespace = "Application", namespace_separator = ".")]
 pub trait Application {
     /// `{"version":{"major":20,"minor":1,"revision":"20230312-nogitfound","tag":"stable"}}`
@@ -43,6 +41,12 @@ pub trait Application {
 
 #[rpc(client, namespace = "GUI", namespace_separator = ".")]
 pub trait Gui {
+    /// `{"currentwindow":{"id":10029,"label":"Login screen"}}`. `id` is the topmost modal
+    /// dialog while one is open (`{"id":10109,"label":"Numeric Input"}` for a PIN pad),
+    /// else the active window.
+    #[method(name = "GetProperties", param_kind = map)]
+    async fn get_gui_properties(&self, properties: &[&str]) -> RpcResult<GuiProperties>;
+
     /// `"OK"`
     #[method(name = "ShowNotification", param_kind = map)]
     async fn show_notification(
@@ -89,6 +93,17 @@ pub struct ProfileDetail {
     pub label: String,
     /// 0 everyone, 1 numeric, 2 gamepad, 3 qwerty; only present when asked for.
     pub lockmode: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GuiProperties {
+    pub currentwindow: CurrentWindow,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CurrentWindow {
+    /// Kodi's window id (`WINDOW_*` in `xbmc/guilib/WindowIDs.h`).
+    pub id: i64,
 }
 
 #[derive(Debug, Deserialize)]
