@@ -347,20 +347,29 @@ impl Agent {
             }
             FromAddon::Pin { request_id, pin } => {
                 let outcome = match pin {
-                    Some(pin) => self.open_with_pin(&pin).await,
+                    Some(pin) => self.check_pin(&pin).await,
                     None => Err("bad_request"),
                 };
-                let data = match outcome {
-                    Ok((profile, expires_at)) => serde_json::json!({
-                        "request_id": request_id, "ok": true, "reason": null,
-                        "profile": profile, "expires_at": rfc3339(expires_at),
-                    }),
-                    Err(reason) => serde_json::json!({
-                        "request_id": request_id, "ok": false, "reason": reason,
-                        "profile": null, "expires_at": null,
-                    }),
-                };
-                ("kodi_tickets.result", data)
+                match outcome {
+                    Ok((profile, expires_at, hash)) => {
+                        // The add-on hears the answer only while its service runs, i.e. before
+                        // the switch: answer first, then close its dialogs and switch.
+                        let data = serde_json::json!({
+                            "request_id": request_id, "ok": true, "reason": null,
+                            "profile": profile, "expires_at": rfc3339(expires_at),
+                        });
+                        self.tell_addon("kodi_tickets.result", data).await;
+                        self.log_in_pin_pad_ticket(&profile, &hash).await;
+                        return;
+                    }
+                    Err(reason) => (
+                        "kodi_tickets.result",
+                        serde_json::json!({
+                            "request_id": request_id, "ok": false, "reason": reason,
+                            "profile": null, "expires_at": null,
+                        }),
+                    ),
+                }
             }
         };
         self.tell_addon(message, data).await;
@@ -389,9 +398,9 @@ impl Agent {
         }
     }
 
-    /// A PIN typed on the PIN pad: the server decides; on success the ticket's profile is
-    /// logged in with the lock-code hash Kodi already holds for it.
-    async fn open_with_pin(&mut self, pin: &str) -> Result<(String, i64), &'static str> {
+    /// A PIN typed on the PIN pad: the server decides. On success, the ticket's profile and
+    /// expiry and the lock-code hash Kodi holds for that profile (to log it in with).
+    async fn check_pin(&mut self, pin: &str) -> Result<(String, i64, String), &'static str> {
         let request = LoginRequest {
             lock_code: pin.to_owned(),
             used_at: None,
@@ -413,17 +422,19 @@ impl Agent {
             tracing::error!("profile {} is not in Kodi's profiles.xml", answer.profile);
             return Err("kodi_error");
         };
+        Ok((answer.profile, expires_at, hash))
+    }
+
+    /// Logs an accepted PIN-pad ticket's profile in, after the add-on closed its dialogs. A
+    /// failure is only logged: the add-on shows the PIN pad again when no switch came.
+    async fn log_in_pin_pad_ticket(&mut self, profile: &str, hash: &str) {
         self.close_addon_dialogs().await;
         let loaded = match Kodi::connect(&self.config.kodi_jsonrpc).await {
-            Ok(kodi) => kodi.load_profile_md5(&answer.profile, &hash).await,
+            Ok(kodi) => kodi.load_profile_md5(profile, hash).await,
             Err(e) => Err(e),
         };
-        match loaded {
-            Ok(()) => Ok((answer.profile, expires_at)),
-            Err(e) => {
-                tracing::error!("cannot open {} for a PIN-pad ticket: {e}", answer.profile);
-                Err("kodi_error")
-            }
+        if let Err(e) = loaded {
+            tracing::error!("cannot open {profile} for a PIN-pad ticket: {e}");
         }
     }
 
