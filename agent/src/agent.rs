@@ -145,12 +145,10 @@ impl Agent {
                     tracing::warn!("session {ticket_id}: unreadable expiry {expires_at:?}");
                     return;
                 };
-                // NOTE: after a reconnect the server repeats sessions that ended lately. One
-                // this agent already ended must not re-lock the profile again (that would
-                // overwrite the next ticket's PIN); only someone still in it needs ending.
-                let known = self.state.sessions.contains_key(&ticket_id);
-                let someone_in_it = self.logged_on_profile().map(key) == Some(key(&profile));
-                if expires_at <= now() && !known && !someone_in_it {
+                // NOTE: an end for a session this agent does not hold (it ended it already) is
+                // stale: acting on it would re-lock the profile over the next ticket's PIN or
+                // log off whoever uses the profile now.
+                if expires_at <= now() && !self.state.sessions.contains_key(&ticket_id) {
                     return;
                 }
                 // A session the server knows is running cannot be armed or waiting any more.

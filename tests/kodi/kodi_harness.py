@@ -34,7 +34,9 @@ needs Kodi's main thread (XBMC.GetInfoBooleans, XBMC.GetInfoLabels) arriving wit
 loading the profile, joins the JSON-RPC TCP thread, which waits for the main thread).
 So after a switch the helpers wait for the JSON-RPC and EventServer sockets to be re-created
 (new inodes in /proc/net) before sending anything (Profiles.GetCurrentProfile, JSONRPC.Ping
-and GUI.GetProperties were not affected; log-off was not affected).
+and GUI.GetProperties were not affected; log-off was not affected), and logged_on() reads
+GUI.GetProperties currentwindow instead of System.LoggedOn: tests poll it while the agent
+switches profiles (polled during a log-off, GetInfoBooleans once answered with no result).
 
 Processes: the test process makes itself a child subreaper (prctl) so the Kodis that outlive
 the start script can be reaped here (reap(); exit_statuses): in containers/VMs whose PID 1
@@ -764,9 +766,23 @@ class KodiHarness:
         """Label of Profiles.GetCurrentProfile ("Master user" at the login screen)."""
         return self.rpc("Profiles.GetCurrentProfile")["label"]
 
+    LOGIN_SCREEN = 10029                 # WINDOW_LOGIN_SCREEN
+    LOCK_CODE_DIALOGS = (10109, 10110)   # the PIN pad / gamepad code dialog it opens
+
+    def current_window(self) -> int:
+        """GUI.GetProperties currentwindow id: the topmost modal dialog if one is open
+        (10109 PIN pad), else the active window (10029 login screen, 10000 home)."""
+        res = self.rpc("GUI.GetProperties", {"properties": ["currentwindow"]})
+        return res["currentwindow"]["id"]
+
     def logged_on(self) -> bool:
-        """System.LoggedOn: False at the login screen, True once a profile is logged in."""
-        return bool(self.rpc("XBMC.GetInfoBooleans", {"booleans": ["System.LoggedOn"]})["System.LoggedOn"])
+        """False at the login screen (also while it asks for a lock code), True once a
+        profile is logged in. What System.LoggedOn says, without XBMC.GetInfoBooleans (see
+        the module doc): the login screen runs as the master profile, and shows as window
+        10029 or, while someone types a PIN, as a lock-code dialog."""
+        if self.current_window() not in (self.LOGIN_SCREEN,) + self.LOCK_CODE_DIALOGS:
+            return True
+        return _ascii_lower(self.current_profile()) != _ascii_lower(self.master_name)
 
     def state(self):
         """(current profile label, logged on)."""
@@ -785,12 +801,15 @@ class KodiHarness:
     def _wait_switch(self, before, want_profile, want_logged_on, timeout, what):
         """After a profile switch was triggered: wait until Kodi has restarted BOTH network
         servers (their sockets have new inodes), WITHOUT talking JSON-RPC meanwhile, then
-        check the state.
+        wait (up to 5 s) for the expected state.
 
         Why not poll: a request that makes Kodi's TCP thread wait for the main thread
         (XBMC.GetInfoBooleans, XBMC.GetInfoLabels: ApplicationMessenger SendMsg) while the
         main thread stops the JSON-RPC server for the switch deadlocks Kodi for good
-        (main thread joins the TCP thread, the TCP thread waits for the main thread)."""
+        (main thread joins the TCP thread, the TCP thread waits for the main thread). The
+        helpers no longer send those, but the state is only final after the restart, and
+        even then not at once: after a log-off GUI.GetProperties still shows the old window
+        for ~0.2 s while the master profile already reads as current."""
         deadline = time.monotonic() + timeout
         while True:
             now = self._servers()
@@ -806,10 +825,15 @@ class KodiHarness:
                     "before %r, now %r; a deadlock or a trap?)\n%s"
                     % (what, timeout, before, now, self.log_tail()))
             time.sleep(0.05)
-        cur = self.state()
-        if _ascii_lower(cur[0]) != _ascii_lower(want_profile) or cur[1] is not want_logged_on:
-            raise HarnessError("%s: state is %r, expected (%r, logged on %s)\n%s"
-                               % (what, cur, want_profile, want_logged_on, self.log_tail()))
+        settled = time.monotonic() + 5
+        while True:
+            cur = self.state()
+            if _ascii_lower(cur[0]) == _ascii_lower(want_profile) and cur[1] is want_logged_on:
+                return
+            if time.monotonic() > settled:
+                raise HarnessError("%s: state is %r, expected (%r, logged on %s)\n%s"
+                                   % (what, cur, want_profile, want_logged_on, self.log_tail()))
+            time.sleep(0.05)
 
     def load_profile(self, name: str, pin: Optional[str] = None, md5: Optional[str] = None,
                      timeout: float = DEFAULT_SWITCH_TIMEOUT) -> bool:

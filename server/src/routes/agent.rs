@@ -22,7 +22,8 @@ pub fn routes() -> Vec<Route> {
 
 /// How often an open stream re-checks its device (revocation, sessions) without a change.
 const TICK: Duration = Duration::from_secs(5);
-/// A session that ended this recently is still sent, so a reconnecting agent logs it off.
+/// How long after its end a session is still looked at, so "end now" reaches a connection
+/// that was told the session runs.
 const ENDED_GRACE_SECS: i64 = 300;
 
 /// Server-sent events for one device: every unacknowledged delivery and running session on
@@ -64,6 +65,13 @@ fn events(
                 .await
                 .unwrap_or_default()
             {
+                // NOTE: an ended session goes only to a connection that was told it runs (the
+                // admin's "end now"); repeating old ends on reconnect would log off whoever
+                // uses the profile now.
+                let told = sent_sessions.contains_key(&s.ticket_id);
+                if s.expires_at <= now && !told {
+                    continue;
+                }
                 if sent_sessions.insert(s.ticket_id, s.expires_at) != Some(s.expires_at) {
                     yield Event::json(&AgentEvent::Session {
                         ticket_id: s.ticket_id,
