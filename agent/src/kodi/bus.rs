@@ -86,6 +86,30 @@ mod tests {
         );
     }
 
+    /// The messages the agent sends or hears, as `kodi-addon/PROTOCOL.md` documents them.
+    #[test]
+    fn every_message_is_in_the_protocol_document() {
+        let document = include_str!("../../../kodi-addon/PROTOCOL.md");
+        let documented = |name: &str, direction: &str| {
+            document
+                .lines()
+                .any(|line| line.starts_with(&format!("| `{name}` | {direction}")))
+        };
+        for heard in LISTENS_TO {
+            let name = heard.strip_prefix("Other.").unwrap();
+            assert!(documented(name, "add-on → agent"), "{name} not documented");
+        }
+        let agent_source = include_str!("../agent.rs");
+        for sent in ["pong", "session", "result", "closing", "warning"] {
+            let name = format!("kodi_tickets.{sent}");
+            assert!(
+                agent_source.contains(&format!("\"{name}\"")),
+                "the agent sends {name}"
+            );
+            assert!(documented(&name, "agent → add-on"), "{name} not documented");
+        }
+    }
+
     #[test]
     fn bad_pins_and_unknown_messages() {
         for bad in [json!("12a4"), json!(1234), json!("12345"), json!(null)] {
