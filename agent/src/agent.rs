@@ -521,9 +521,10 @@ impl Agent {
 
     /// With nobody logged in, replaces used PINs and arms waiting tickets.
     async fn arm_waiting(&mut self) {
-        // NOTE: the script restarts Kodi, so it runs only at the login screen; a Kodi that
-        // does not answer counts as stopped (the script then only edits its file).
-        if self.logged_on_profile().is_some() {
+        // NOTE: the script restarts Kodi, so it runs only when Kodi was seen at its login
+        // screen. A Kodi that does not answer may be frozen with someone in a profile, or
+        // restarting between profiles: wait until it answers rather than restart it blindly.
+        if self.kodi.as_ref().is_none_or(|s| s.logged_on) {
             return;
         }
         let mut index = 0;
