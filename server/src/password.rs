@@ -3,52 +3,144 @@
 use std::sync::OnceLock;
 
 use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+    self, rand_core::OsRng, Output, ParamsString, PasswordHash, Salt, SaltString,
 };
-use argon2::Argon2;
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use crate::error::{Error, Result};
 
 pub const MIN_LENGTH: usize = 8;
 pub const MAX_LENGTH: usize = 128;
 
-fn hash_blocking(password: &str) -> Result<String> {
+/// The memory argon2 works in: allocated once on the argon2 thread, then reused.
+type Memory = Vec<Block>;
+
+/// The output of `argon2` for `password` and `salt`, computed in `memory`.
+fn compute(
+    argon2: &Argon2<'_>,
+    memory: &mut Memory,
+    password: &[u8],
+    salt: Salt<'_>,
+) -> password_hash::Result<Output> {
+    let mut salt_bytes = [0u8; 64];
+    let salt = salt.decode_b64(&mut salt_bytes)?;
+    let blocks = argon2.params().block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let length = argon2
+        .params()
+        .output_len()
+        .unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    // NOTE: leftovers of an earlier hash do no harm: argon2's first pass writes every block
+    // before any is read.
+    Output::init_with(length, |out| {
+        Ok(argon2.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])?)
+    })
+}
+
+/// A PHC string (`$argon2id$v=19$m=…`) for `password` with a random salt, as
+/// `Argon2::default().hash_password` makes it.
+fn hash_in(memory: &mut Memory, password: &str) -> Result<String> {
+    let internal = |e: password_hash::Error| Error::Internal(format!("argon2: {e}"));
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| Error::Internal(format!("argon2: {e}")))
+    let argon2 = Argon2::default();
+    let output = compute(&argon2, memory, password.as_bytes(), salt.as_salt()).map_err(internal)?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::default().ident(),
+        version: Some(Version::default().into()),
+        params: ParamsString::try_from(argon2.params()).map_err(internal)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(hash.to_string())
+}
+
+/// Whether `password` matches a PHC string, with the parameters the string names.
+fn verify_in(memory: &mut Memory, password: &str, stored: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(version), Ok(params)) = (
+        Algorithm::try_from(parsed.algorithm),
+        parsed
+            .version
+            .map_or(Ok(Version::default()), Version::try_from),
+        Params::try_from(&parsed),
+    ) else {
+        return false;
+    };
+    let argon2 = Argon2::new(algorithm, version, params);
+    // `Output`'s comparison takes the same time wherever the outputs differ.
+    compute(&argon2, memory, password.as_bytes(), salt).is_ok_and(|output| output == expected)
+}
+
+type Job = Box<dyn FnOnce(&mut Memory) + Send>;
+
+/// Runs argon2 work on the one thread kept for it, off the async runtime.
+///
+/// NOTE: argon2id as configured works in 19 MiB. Allocated for each hash on tokio's blocking
+/// pool, glibc kept those pages after the first few frees (its mmap threshold rises to the
+/// size freed): a dozen admin logins grew the server from 12 to over 100 MiB, and a burst of
+/// logins took 19 MiB each at once. One thread with one reused buffer holds 19 MiB once
+/// argon2 has run, and leaves the other cores to the API.
+async fn on_argon2_thread<T: Send + 'static>(
+    work: impl FnOnce(&mut Memory) -> T + Send + 'static,
+) -> Result<T> {
+    static QUEUE: OnceLock<std::sync::mpsc::Sender<Job>> = OnceLock::new();
+    let queue = QUEUE.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("argon2".into())
+            .spawn(move || {
+                let mut memory = Memory::new();
+                for job in rx {
+                    // A panicking job must not take the thread (and every later login) along.
+                    let run = std::panic::AssertUnwindSafe(|| job(&mut memory));
+                    let _ = std::panic::catch_unwind(run);
+                }
+            })
+            .expect("the argon2 thread starts");
+        tx
+    });
+    let (done, result) = tokio::sync::oneshot::channel();
+    queue
+        .send(Box::new(move |memory: &mut Memory| {
+            let _ = done.send(work(memory));
+        }))
+        .map_err(|_| Error::Internal("the argon2 thread has stopped".into()))?;
+    result
+        .await
+        .map_err(|_| Error::Internal("the argon2 job failed".into()))
 }
 
 /// Hashes a password with argon2id and a random salt.
 pub async fn hash(password: String) -> Result<String> {
-    tokio::task::spawn_blocking(move || hash_blocking(&password))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?
+    on_argon2_thread(move |memory| hash_in(memory, &password)).await?
 }
 
 /// A hash to verify against when the user does not exist, so an unknown user name costs the
 /// same argon2 work as a wrong password and names do not leak by timing.
-fn decoy_hash() -> &'static str {
+fn decoy_hash(memory: &mut Memory) -> &'static str {
     static DECOY: OnceLock<String> = OnceLock::new();
     DECOY.get_or_init(|| {
         let secret: [u8; 16] = rand::random();
-        hash_blocking(&hex::encode(secret)).expect("argon2 hashes a fixed-size input")
+        hash_in(memory, &hex::encode(secret)).expect("argon2 hashes a fixed-size input")
     })
 }
 
 /// Checks a password against a stored hash, or against a decoy when there is none.
 pub async fn verify(password: String, stored: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
-        let known = stored.is_some();
-        let stored = stored.unwrap_or_else(|| decoy_hash().to_owned());
-        let Ok(parsed) = PasswordHash::new(&stored) else {
-            return false;
-        };
-        let ok = Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
-        ok && known
+    on_argon2_thread(move |memory| match stored {
+        Some(stored) => verify_in(memory, &password, &stored),
+        None => {
+            let decoy = decoy_hash(memory);
+            let _ = verify_in(memory, &password, decoy);
+            false
+        }
     })
     .await
     .unwrap_or(false)
@@ -86,6 +178,38 @@ mod tests {
         assert!(h.starts_with("$argon2id$"));
         assert!(verify("correct horse".into(), Some(h.clone())).await);
         assert!(!verify("wrong horse".into(), Some(h)).await);
+    }
+
+    #[tokio::test]
+    async fn hashes_are_those_of_the_argon2_crate() {
+        use argon2::{PasswordHasher, PasswordVerifier};
+        let ours = hash("correct horse".into()).await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(Argon2::default()
+            .verify_password(b"correct horse", &parsed)
+            .is_ok());
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = Argon2::default()
+            .hash_password(b"correct horse", &salt)
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            ours.split('$').take(4).collect::<Vec<_>>(),
+            theirs.split('$').take(4).collect::<Vec<_>>()
+        );
+        assert!(verify("correct horse".into(), Some(theirs.clone())).await);
+        assert!(!verify("wrong horse".into(), Some(theirs)).await);
+        // Other parameters than ours (an older hash) still verify, in the same memory.
+        let small = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(1024, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"old password", &salt)
+        .unwrap()
+        .to_string();
+        assert!(verify("old password".into(), Some(small)).await);
+        assert!(!verify("x".into(), Some("not a hash".into())).await);
     }
 
     #[tokio::test]

@@ -58,11 +58,25 @@ impl<'r> FromRequest<'r> for Chrome {
     }
 }
 
+/// What a page template sees.
+#[derive(Serialize)]
+struct Context<'a, P> {
+    title: &'a str,
+    chrome: Chrome,
+    page: P,
+}
+
 /// Renders `name` with the frame under `chrome` and the page's own data under `page`.
 pub fn render(name: &'static str, title: &str, chrome: Chrome, page: impl Serialize) -> Template {
+    // NOTE: the context goes to the template engine as it is, not through a `serde_json::Value`
+    // first: building that tree took a sixth of the time of a page of 1,000 tickets.
     Template::render(
         name,
-        serde_json::json!({ "title": title, "chrome": chrome, "page": page }),
+        Context {
+            title,
+            chrome,
+            page,
+        },
     )
 }
 

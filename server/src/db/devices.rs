@@ -44,25 +44,48 @@ pub async fn list(pool: &Pool) -> Result<Vec<Device>, sqlx::Error> {
     .await
 }
 
+/// A device's `last_seen_at` is written at most this often (the Devices page shows minutes).
+const SEEN_EVERY_SECS: i64 = 60;
+
+/// Notes that a device was seen, unless that was noted less than a minute ago.
+///
+/// NOTE: decided on the value just read, so the API stays read-only when it is busy: even an
+/// `UPDATE` that changes no row takes SQLite's write lock, and every request (and each agent
+/// stream's every wake-up) would queue behind the others and behind each commit.
+async fn note_seen(
+    pool: &Pool,
+    id: i64,
+    last_seen_at: Option<i64>,
+    t: i64,
+) -> Result<(), sqlx::Error> {
+    if last_seen_at.is_some_and(|at| at >= t - SEEN_EVERY_SECS) {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE devices SET last_seen_at = ?1 WHERE id = ?2 AND coalesce(last_seen_at, 0) < ?1 - ?3",
+    )
+    .bind(t)
+    .bind(id)
+    .bind(SEEN_EVERY_SECS)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// The id of the live device with this token hash, noting that it was seen.
 pub async fn authenticate(pool: &Pool, token_hash: &str) -> Result<Option<i64>, sqlx::Error> {
     let t = now();
-    let id: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM devices WHERE token_hash = ? AND revoked_at IS NULL")
-            .bind(token_hash)
-            .fetch_optional(pool)
-            .await?;
-    if let Some(id) = id {
-        // NOTE: at most one write a minute per device keeps the API read-only when it is busy.
-        sqlx::query(
-            "UPDATE devices SET last_seen_at = ?1 WHERE id = ?2 AND coalesce(last_seen_at, 0) < ?1 - 60",
-        )
-        .bind(t)
-        .bind(id)
-        .execute(pool)
-        .await?;
-    }
-    Ok(id)
+    let found: Option<(i64, Option<i64>)> = sqlx::query_as(
+        "SELECT id, last_seen_at FROM devices WHERE token_hash = ? AND revoked_at IS NULL",
+    )
+    .bind(token_hash)
+    .fetch_optional(pool)
+    .await?;
+    let Some((id, last_seen_at)) = found else {
+        return Ok(None);
+    };
+    note_seen(pool, id, last_seen_at, t).await?;
+    Ok(Some(id))
 }
 
 pub async fn revoke(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
@@ -74,16 +97,19 @@ pub async fn revoke(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
     Ok(r.rows_affected() > 0)
 }
 
-/// Whether the device exists and is not revoked.
+/// Whether the device exists and is not revoked, noting that it was seen.
 pub async fn is_live(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
     let t = now();
-    let r =
-        sqlx::query("UPDATE devices SET last_seen_at = ?1 WHERE id = ?2 AND revoked_at IS NULL")
-            .bind(t)
+    let found: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT last_seen_at FROM devices WHERE id = ? AND revoked_at IS NULL")
             .bind(id)
-            .execute(pool)
+            .fetch_optional(pool)
             .await?;
-    Ok(r.rows_affected() > 0)
+    let Some(last_seen_at) = found else {
+        return Ok(false);
+    };
+    note_seen(pool, id, last_seen_at, t).await?;
+    Ok(true)
 }
 
 /// What the device's agent last said about its Kodi.

@@ -5,6 +5,7 @@ use kodi_tickets_protocol::TicketState;
 use super::{now, Pool};
 
 static CREATE_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+static USE_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Kodi lock codes the server hands out: "0000" to "9999".
 pub const PIN_SPACE: i64 = 10_000;
@@ -93,11 +94,14 @@ pub async fn insert(
         (Some(_), Some("ssh")) => "ssh",
         _ => "local",
     };
-    let taken: Vec<String> =
-        sqlx::query_scalar("SELECT lock_code FROM tickets WHERE state IN ('unused', 'in_use')")
-            .fetch_all(&mut *tx)
-            .await?;
-    let Some(lock_code) = pick_free_code(&taken, draw) else {
+    // NOTE: one row holding every taken code (four digits each) rather than a row per code:
+    // with 9,999 live tickets, fetching rows one by one cost ten times the rest of the insert.
+    let packed: Option<String> = sqlx::query_scalar(
+        "SELECT group_concat(lock_code, '') FROM tickets WHERE state IN ('unused', 'in_use')",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let Some(lock_code) = pick_free_code_packed(packed.unwrap_or_default().as_bytes(), draw) else {
         return Ok(Created::NoFreeCode);
     };
     let id: i64 = sqlx::query_scalar(
@@ -118,12 +122,22 @@ pub async fn insert(
 
 /// The `draw`-th (modulo their number) of the codes not in `taken`, in order.
 pub fn pick_free_code(taken: &[String], draw: u32) -> Option<String> {
+    pick_free(taken.iter().filter_map(|code| code.parse().ok()), draw)
+}
+
+/// [`pick_free_code`] with the taken codes packed together, four digits each.
+fn pick_free_code_packed(packed: &[u8], draw: u32) -> Option<String> {
+    let codes = packed
+        .chunks(4)
+        .filter_map(|code| std::str::from_utf8(code).ok()?.parse().ok());
+    pick_free(codes, draw)
+}
+
+fn pick_free(taken: impl Iterator<Item = usize>, draw: u32) -> Option<String> {
     let mut is_taken = vec![false; PIN_SPACE as usize];
-    for code in taken {
-        if let Ok(n) = code.parse::<usize>() {
-            if let Some(slot) = is_taken.get_mut(n) {
-                *slot = true;
-            }
+    for n in taken {
+        if let Some(slot) = is_taken.get_mut(n) {
+            *slot = true;
         }
     }
     let free = is_taken.iter().filter(|t| !**t).count();
@@ -159,16 +173,24 @@ pub async fn mark_used(
     lock_code: &str,
     at: i64,
 ) -> Result<Option<Ticket>, sqlx::Error> {
+    // NOTE: logins in this process queue here, like creations (see `insert`): under a burst,
+    // SQLite's busy handler slept 1 ms and more per collision, far longer than a write takes.
+    let turn = USE_TURN.lock().await;
+    // NOTE: `state IN ('unused', 'in_use')` repeats the condition of the index on live PINs, so
+    // that SQLite uses it (it does not infer it from `state = 'unused'`) instead of reading
+    // every ticket ever issued.
     let id: Option<i64> = sqlx::query_scalar(
         "UPDATE tickets SET state = 'in_use', used_at = max(?1, created_at),
                 expires_at = max(?1, created_at) + length * 60
-         WHERE lock_code = ?2 AND state = 'unused' RETURNING id",
+         WHERE lock_code = ?2 AND state IN ('unused', 'in_use') AND state = 'unused'
+         RETURNING id",
     )
     .bind(at)
     .bind(lock_code)
     .fetch_all(pool)
     .await
     .map(super::first)?;
+    drop(turn);
     match id {
         Some(id) => find(pool, id).await,
         None => Ok(None),
@@ -184,9 +206,19 @@ pub async fn find(pool: &Pool, id: i64) -> Result<Option<Ticket>, sqlx::Error> {
 
 /// The live ticket holding this PIN, or else the latest one that held it.
 pub async fn find_by_code(pool: &Pool, lock_code: &str) -> Result<Option<Ticket>, sqlx::Error> {
+    // NOTE: the live ticket through the index on live PINs (the condition repeated so SQLite
+    // uses it); only a PIN no live ticket holds reads the history, which has no index.
+    let live = sqlx::query_as(&format!(
+        "{SELECT} WHERE t.lock_code = ? AND t.state IN ('unused', 'in_use') LIMIT 1"
+    ))
+    .bind(lock_code)
+    .fetch_optional(pool)
+    .await?;
+    if live.is_some() {
+        return Ok(live);
+    }
     sqlx::query_as(&format!(
-        "{SELECT} WHERE t.lock_code = ?
-         ORDER BY t.state IN ('unused', 'in_use') DESC, t.id DESC LIMIT 1"
+        "{SELECT} WHERE t.lock_code = ? ORDER BY t.id DESC LIMIT 1"
     ))
     .bind(lock_code)
     .fetch_optional(pool)
@@ -212,7 +244,8 @@ pub async fn sessions_for_device(
     sqlx::query_as(
         "SELECT t.id AS ticket_id, p.name AS profile_name, t.expires_at
          FROM tickets t JOIN profiles p ON p.id = t.profile_id
-         WHERE p.device_id = ? AND t.used_at IS NOT NULL AND t.expires_at > ?
+         WHERE t.profile_id IN (SELECT id FROM profiles WHERE device_id = ?1)
+           AND t.used_at IS NOT NULL AND t.expires_at > ?2
          ORDER BY t.id",
     )
     .bind(device_id)
@@ -288,6 +321,22 @@ mod tests {
             free,
             "each free code is reachable exactly once per cycle"
         );
+    }
+
+    #[test]
+    fn packed_codes_pick_like_a_list() {
+        let taken: Vec<String> = (0..PIN_SPACE)
+            .filter(|n| n % 7 == 3 || n % 5 == 0)
+            .map(|n| format!("{n:04}"))
+            .collect();
+        let packed = taken.concat();
+        for draw in [0, 1, 17, 4_000, u32::MAX] {
+            assert_eq!(
+                pick_free_code_packed(packed.as_bytes(), draw),
+                pick_free_code(&taken, draw)
+            );
+        }
+        assert_eq!(pick_free_code_packed(b"", 3), Some("0003".into()));
     }
 
     #[test]
