@@ -388,7 +388,14 @@ impl Agent {
 
     async fn tell_addon(&self, message: &str, data: serde_json::Value) {
         let sent = match Kodi::connect(&self.config.kodi_jsonrpc).await {
-            Ok(kodi) => kodi.notify_all(bus::SENDER, message, data).await,
+            Ok(kodi) => {
+                let sent = kodi.notify_all(bus::SENDER, message, data).await;
+                // NOTE: Kodi 20.1 died when it broadcast the notification to this very
+                // WebSocket client just after it closed (kodi.log ends at "connection closed
+                // by client"); stay connected until the broadcast is out.
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                sent
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = sent {
