@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::TestServer;
-use kodi_tickets_server::db::tickets::{pick_free_code, PIN_SPACE};
+use kodi_tickets_server::db::tickets::{locate_free, BLOCK_SIZE, PIN_SPACE};
 use kodi_tickets_server::error::Error;
 use kodi_tickets_server::rate_limit::Limiters;
 use kodi_tickets_server::routes::api::parse_login;
@@ -381,6 +381,23 @@ fn the_login_api_answers_every_body_with_json_and_never_500() {
 
 fn code(n: u16) -> String {
     format!("{n:04}")
+}
+
+/// The allocator as `tickets::insert` runs it: the live count of each block locates the drawn
+/// free code, then only that block's taken codes are looked at.
+fn pick_free_code(taken: &[String], draw: u32) -> Option<String> {
+    let taken: BTreeSet<&str> = taken.iter().map(String::as_str).collect();
+    let mut live_per_block = vec![0; (PIN_SPACE / BLOCK_SIZE) as usize];
+    for c in &taken {
+        live_per_block[c.parse::<usize>().unwrap() / BLOCK_SIZE as usize] += 1;
+    }
+    let slot = locate_free(&live_per_block, draw)?;
+    let (first, last) = slot.bounds();
+    let in_block: Vec<String> = taken
+        .range(first.as_str()..=last.as_str())
+        .map(|c| c.to_string())
+        .collect();
+    Some(slot.code(&in_block).expect("the counts match the codes"))
 }
 
 /// Codes held by live tickets: a few, many (with repeats), or all but a few (or all).

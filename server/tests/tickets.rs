@@ -173,3 +173,118 @@ async fn the_database_refuses_a_duplicate_live_pin() {
         assert!(r.is_err(), "{bad}");
     }
 }
+
+/// `pin_blocks` as it is, and as the live tickets say it should be.
+async fn block_counts(pool: &kodi_tickets_server::db::Pool) -> (Vec<i64>, Vec<i64>) {
+    let kept = sqlx::query_scalar("SELECT live FROM pin_blocks ORDER BY block")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    let actual = sqlx::query_scalar(
+        "WITH RECURSIVE b(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM b WHERE n < 99)
+         SELECT (SELECT count(*) FROM tickets WHERE state IN ('unused', 'in_use')
+                 AND CAST(lock_code AS INTEGER) / 100 = n) FROM b ORDER BY n",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    (kept, actual)
+}
+
+#[rocket::async_test]
+async fn the_block_counts_follow_every_change_to_a_ticket() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let pool = s.pool();
+    let kids = s.create_profile("Kids").await;
+    let guests = s.create_profile("Guests").await;
+    let token = s.device_token("TV").await;
+    let mut kid_pins = Vec::new();
+    for _ in 0..30 {
+        kid_pins.push(s.create_ticket(kids, 30).await);
+        s.create_ticket(guests, 30).await;
+    }
+    assert_eq!(block_counts(&pool).await.0.iter().sum::<i64>(), 60);
+
+    // Logins keep the code taken; ending, expiring, revoking and deleting free it.
+    for pin in &kid_pins[..10] {
+        let (status, _) = s
+            .api_login(&token, &format!(r#"{{"lock_code":"{pin}"}}"#))
+            .await;
+        assert_eq!(status, Status::Ok);
+    }
+    let (kept, actual) = block_counts(&pool).await;
+    assert_eq!((kept.iter().sum::<i64>(), &kept), (60, &actual));
+    sqlx::query("UPDATE tickets SET expires_at = 0 WHERE lock_code IN (?, ?)")
+        .bind(&kid_pins[0])
+        .bind(&kid_pins[1])
+        .execute(&pool)
+        .await
+        .unwrap();
+    tickets::expire_due(&pool, 1).await.unwrap();
+    let first_running: i64 =
+        sqlx::query_scalar("SELECT id FROM tickets WHERE lock_code = ? AND state = 'in_use'")
+            .bind(&kid_pins[2])
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(tickets::end_now(&pool, first_running).await.unwrap());
+    sqlx::query("UPDATE tickets SET state = 'revoked' WHERE lock_code = ?")
+        .bind(&kid_pins[20])
+        .execute(&pool)
+        .await
+        .unwrap();
+    let unused: i64 =
+        sqlx::query_scalar("SELECT id FROM tickets WHERE lock_code = ? AND state = 'unused'")
+            .bind(&kid_pins[21])
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(tickets::delete(&pool, unused).await.unwrap());
+    let (kept, actual) = block_counts(&pool).await;
+    assert_eq!((kept.iter().sum::<i64>(), &kept), (55, &actual));
+
+    // Deleting a profile deletes its tickets through the foreign key.
+    let res = s
+        .post_form(&format!("/profiles/{guests}/delete"), &[])
+        .await;
+    assert_eq!(res.status(), Status::SeeOther);
+    let (kept, actual) = block_counts(&pool).await;
+    assert_eq!((kept.iter().sum::<i64>(), &kept), (25, &actual));
+}
+
+#[rocket::async_test]
+async fn upgrading_an_existing_database_counts_its_live_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/old.db?mode=rwc", dir.path().display());
+    let pool = kodi_tickets_server::db::Pool::connect(&url).await.unwrap();
+    let mut migrator = sqlx::migrate!("../migrations");
+    let all = migrator.migrations.to_vec();
+    migrator.migrations = all[..1].to_vec().into();
+    migrator.run(&pool).await.unwrap();
+    sqlx::query("INSERT INTO profiles (name, created_at, updated_at) VALUES ('Kids', 0, 0)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    for (code, state) in [
+        ("0000", "unused"),
+        ("0099", "in_use"),
+        ("0100", "unused"),
+        ("0100", "expired"),
+        ("9999", "revoked"),
+        ("9998", "unused"),
+    ] {
+        sqlx::query("INSERT INTO tickets (profile_id, lock_code, length, state, created_at) VALUES (1, ?, 30, ?, 0)")
+            .bind(code)
+            .bind(state)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+
+    kodi_tickets_server::db::prepare(&pool).await.unwrap();
+    let (kept, actual) = block_counts(&pool).await;
+    assert_eq!(kept, actual);
+    assert_eq!((kept[0], kept[1], kept[99]), (2, 1, 1));
+    assert_eq!(kept.iter().sum::<i64>(), 4);
+}

@@ -94,16 +94,26 @@ pub async fn insert(
         (Some(_), Some("ssh")) => "ssh",
         _ => "local",
     };
-    // NOTE: one row holding every taken code (four digits each) rather than a row per code:
-    // with 9,999 live tickets, fetching rows one by one cost ten times the rest of the insert.
-    let packed: Option<String> = sqlx::query_scalar(
-        "SELECT group_concat(lock_code, '') FROM tickets WHERE state IN ('unused', 'in_use')",
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    let Some(lock_code) = pick_free_code_packed(packed.unwrap_or_default().as_bytes(), draw) else {
+    // NOTE: the counts per block of 100 codes (kept by triggers) find the block of the drawn
+    // free code; only that block's live codes are read, however many tickets are live.
+    let live_per_block: Vec<i64> = sqlx::query_scalar("SELECT live FROM pin_blocks ORDER BY block")
+        .fetch_all(&mut *tx)
+        .await?;
+    let Some(slot) = locate_free(&live_per_block, draw) else {
         return Ok(Created::NoFreeCode);
     };
+    let (first, last) = slot.bounds();
+    let taken: Vec<String> = sqlx::query_scalar(
+        "SELECT lock_code FROM tickets
+         WHERE state IN ('unused', 'in_use') AND lock_code BETWEEN ? AND ?",
+    )
+    .bind(first)
+    .bind(last)
+    .fetch_all(&mut *tx)
+    .await?;
+    let lock_code = slot.code(&taken).ok_or_else(|| {
+        sqlx::Error::Protocol("pin_blocks disagrees with the live tickets".into())
+    })?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO tickets (profile_id, lock_code, length, state, created_at)
          VALUES (?, ?, ?, 'unused', ?) RETURNING id",
@@ -120,36 +130,67 @@ pub async fn insert(
     Ok(Created::Ticket { id, lock_code })
 }
 
-/// The `draw`-th (modulo their number) of the codes not in `taken`, in order.
-pub fn pick_free_code(taken: &[String], draw: u32) -> Option<String> {
-    pick_free(taken.iter().filter_map(|code| code.parse().ok()), draw)
+/// Codes per block of `pin_blocks`: block `b` holds the codes `b * 100` to `b * 100 + 99`.
+pub const BLOCK_SIZE: i64 = 100;
+
+/// Where a drawn free code lies: its block, and its rank among that block's free codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FreeSlot {
+    block: i64,
+    rank: usize,
 }
 
-/// [`pick_free_code`] with the taken codes packed together, four digits each.
-fn pick_free_code_packed(packed: &[u8], draw: u32) -> Option<String> {
-    let codes = packed
-        .chunks(4)
-        .filter_map(|code| std::str::from_utf8(code).ok()?.parse().ok());
-    pick_free(codes, draw)
-}
-
-fn pick_free(taken: impl Iterator<Item = usize>, draw: u32) -> Option<String> {
-    let mut is_taken = vec![false; PIN_SPACE as usize];
-    for n in taken {
-        if let Some(slot) = is_taken.get_mut(n) {
-            *slot = true;
-        }
-    }
-    let free = is_taken.iter().filter(|t| !**t).count();
+/// Locates the `draw`-th (modulo their number) of the free codes in order, from the number of
+/// live codes in each block (block 0 first). `None` when no code is free.
+pub fn locate_free(live_per_block: &[i64], draw: u32) -> Option<FreeSlot> {
+    let free_in = |live: &i64| (BLOCK_SIZE - live).max(0) as usize;
+    let free: usize = live_per_block.iter().map(free_in).sum();
     if free == 0 {
         return None;
     }
-    let wanted = draw as usize % free;
-    let n = (0..PIN_SPACE as usize)
-        .filter(|n| !is_taken[*n])
-        .nth(wanted)
-        .expect("wanted < number of free codes");
-    Some(format!("{n:04}"))
+    let mut rank = draw as usize % free;
+    for (block, live) in live_per_block.iter().enumerate() {
+        let here = free_in(live);
+        if rank < here {
+            return Some(FreeSlot {
+                block: block as i64,
+                rank,
+            });
+        }
+        rank -= here;
+    }
+    unreachable!("rank < the sum of the blocks' free codes")
+}
+
+impl FreeSlot {
+    /// The block's first and last code, as stored.
+    pub fn bounds(&self) -> (String, String) {
+        let first = self.block * BLOCK_SIZE;
+        (
+            format!("{first:04}"),
+            format!("{:04}", first + BLOCK_SIZE - 1),
+        )
+    }
+
+    /// The code itself, given the live codes of the block; `None` if the block has fewer free
+    /// codes than its count said.
+    pub fn code(&self, taken_in_block: &[String]) -> Option<String> {
+        let first = self.block * BLOCK_SIZE;
+        let mut is_free = [true; BLOCK_SIZE as usize];
+        for code in taken_in_block {
+            if let Some(slot) = code
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| is_free.get_mut(usize::try_from(n - first).ok()?))
+            {
+                *slot = false;
+            }
+        }
+        (0..BLOCK_SIZE)
+            .filter(|n| is_free[*n as usize])
+            .nth(self.rank)
+            .map(|n| format!("{:04}", first + n))
+    }
 }
 
 /// Marks running tickets whose time is up as expired, freeing their codes.
@@ -303,46 +344,51 @@ pub async fn delete(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_draw_lands_on_a_free_code() {
-        let taken: Vec<String> = (0..PIN_SPACE)
-            .filter(|n| n % 3 != 0)
-            .map(|n| format!("{n:04}"))
-            .collect();
-        let free = (PIN_SPACE as u32).div_ceil(3);
-        let mut seen = std::collections::HashSet::new();
-        for draw in 0..free {
-            let code = pick_free_code(&taken, draw).unwrap();
-            assert_eq!(code.parse::<i64>().unwrap() % 3, 0, "{code}");
-            seen.insert(code);
-        }
-        assert_eq!(
-            seen.len() as u32,
-            free,
-            "each free code is reachable exactly once per cycle"
-        );
-    }
+    const BLOCKS: usize = (PIN_SPACE / BLOCK_SIZE) as usize;
 
     #[test]
-    fn packed_codes_pick_like_a_list() {
-        let taken: Vec<String> = (0..PIN_SPACE)
-            .filter(|n| n % 7 == 3 || n % 5 == 0)
-            .map(|n| format!("{n:04}"))
-            .collect();
-        let packed = taken.concat();
-        for draw in [0, 1, 17, 4_000, u32::MAX] {
-            assert_eq!(
-                pick_free_code_packed(packed.as_bytes(), draw),
-                pick_free_code(&taken, draw)
-            );
-        }
-        assert_eq!(pick_free_code_packed(b"", 3), Some("0003".into()));
+    fn draws_walk_the_free_codes_in_order_across_blocks() {
+        let mut live = vec![BLOCK_SIZE; BLOCKS];
+        live[3] = BLOCK_SIZE - 2;
+        live[97] = BLOCK_SIZE - 1;
+        let slots: Vec<FreeSlot> = (0..4).map(|d| locate_free(&live, d).unwrap()).collect();
+        assert_eq!(
+            slots,
+            [
+                FreeSlot { block: 3, rank: 0 },
+                FreeSlot { block: 3, rank: 1 },
+                FreeSlot { block: 97, rank: 0 },
+                FreeSlot { block: 3, rank: 0 },
+            ]
+        );
+        assert_eq!(slots[2].bounds(), ("9700".into(), "9799".into()));
     }
 
     #[test]
     fn no_free_code_is_none() {
-        let taken: Vec<String> = (0..PIN_SPACE).map(|n| format!("{n:04}")).collect();
-        assert_eq!(pick_free_code(&taken, 7), None);
-        assert_eq!(pick_free_code(&taken[1..], 12345), Some("0000".into()));
+        assert_eq!(locate_free(&vec![BLOCK_SIZE; BLOCKS], 7), None);
+        assert_eq!(locate_free(&[], 7), None);
+    }
+
+    #[test]
+    fn the_code_skips_the_blocks_taken_codes() {
+        let slot = FreeSlot { block: 0, rank: 2 };
+        let taken = ["0000".to_string(), "0002".into(), "0003".into()];
+        assert_eq!(
+            slot.code(&taken).as_deref(),
+            Some("0005"),
+            "free: 0001 0004 0005"
+        );
+        assert_eq!(
+            FreeSlot {
+                block: 42,
+                rank: 99
+            }
+            .code(&[])
+            .as_deref(),
+            Some("4299")
+        );
+        let full: Vec<String> = (4200..4299).map(|n| format!("{n:04}")).collect();
+        assert_eq!(FreeSlot { block: 42, rank: 1 }.code(&full), None);
     }
 }
