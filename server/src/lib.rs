@@ -8,6 +8,7 @@ pub mod db;
 pub mod delivery;
 pub mod error;
 pub mod headers;
+pub mod logins;
 pub mod password;
 pub mod presence;
 pub mod rate_limit;

@@ -91,7 +91,10 @@ async fn migrate(rocket: Rocket<Build>) -> fairing::Result {
         return Err(rocket);
     };
     match prepare(db).await {
-        Ok(()) => Ok(rocket),
+        Ok(()) => {
+            let logins = crate::logins::Logins::new(Pool::clone(db));
+            Ok(rocket.manage(logins))
+        }
         Err(e) => {
             tracing::error!("cannot prepare the database: {e}");
             Err(rocket)

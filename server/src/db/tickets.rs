@@ -5,7 +5,6 @@ use kodi_tickets_protocol::TicketState;
 use super::{now, Pool};
 
 static CREATE_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-static USE_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Kodi lock codes the server hands out: "0000" to "9999".
 pub const PIN_SPACE: i64 = 10_000;
@@ -207,35 +206,33 @@ where
     Ok(r.rows_affected())
 }
 
-/// Marks the unused ticket with this PIN as used at `at`, in one statement: of any number of
-/// racing calls exactly one succeeds.
+/// Marks the unused tickets with these PINs as used at the given times (or at their creation,
+/// if later), in one statement and so one commit; returns the ids and PINs of those it marked.
+/// A PIN no unused ticket holds is left out; of racing calls with one PIN exactly one marks it.
 pub async fn mark_used(
     pool: &Pool,
-    lock_code: &str,
-    at: i64,
-) -> Result<Option<Ticket>, sqlx::Error> {
-    // NOTE: logins in this process queue here, like creations (see `insert`): under a burst,
-    // SQLite's busy handler slept 1 ms and more per collision, far longer than a write takes.
-    let turn = USE_TURN.lock().await;
+    uses: &[(&str, i64)],
+) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    if uses.is_empty() {
+        return Ok(Vec::new());
+    }
     // NOTE: `state IN ('unused', 'in_use')` repeats the condition of the index on live PINs, so
     // that SQLite uses it (it does not infer it from `state = 'unused'`) instead of reading
     // every ticket ever issued.
-    let id: Option<i64> = sqlx::query_scalar(
-        "UPDATE tickets SET state = 'in_use', used_at = max(?1, created_at),
-                expires_at = max(?1, created_at) + length * 60
-         WHERE lock_code = ?2 AND state IN ('unused', 'in_use') AND state = 'unused'
-         RETURNING id",
-    )
-    .bind(at)
-    .bind(lock_code)
-    .fetch_all(pool)
-    .await
-    .map(super::first)?;
-    drop(turn);
-    match id {
-        Some(id) => find(pool, id).await,
-        None => Ok(None),
+    let sql = format!(
+        "UPDATE tickets SET state = 'in_use', used_at = max(logins.column2, created_at),
+                expires_at = max(logins.column2, created_at) + length * 60
+         FROM (VALUES {}) AS logins
+         WHERE tickets.lock_code = logins.column1
+           AND tickets.state IN ('unused', 'in_use') AND tickets.state = 'unused'
+         RETURNING id, lock_code",
+        vec!["(?, ?)"; uses.len()].join(", ")
+    );
+    let mut query = sqlx::query_as(&sql);
+    for (lock_code, at) in uses {
+        query = query.bind(*lock_code).bind(*at);
     }
+    query.fetch_all(pool).await
 }
 
 pub async fn find(pool: &Pool, id: i64) -> Result<Option<Ticket>, sqlx::Error> {

@@ -11,6 +11,7 @@ use crate::auth::{ClientAddr, Device};
 use crate::db::tickets::Ticket;
 use crate::db::{self, Db};
 use crate::error::{Error, Result};
+use crate::logins::Logins;
 use crate::rate_limit::Limiters;
 use crate::validate;
 use crate::views::rfc3339;
@@ -124,7 +125,7 @@ async fn login(
     body: Data<'_>,
     limits: &Limits,
     limiters: &State<Limiters>,
-    db: &Db,
+    logins: &State<Logins>,
     events: &State<crate::delivery::Waker>,
 ) -> Result<Json<LoginResponse>> {
     let device_key = format!("device:{}", device.id);
@@ -142,7 +143,7 @@ async fn login(
     let now = db::now();
     let login = parse_login(&body, now)?;
     let at = login.used_at.unwrap_or(now);
-    let Some(t) = db::tickets::mark_used(db, &login.lock_code, at).await? else {
+    let Some(t) = logins.mark_used(&login.lock_code, at).await? else {
         record_miss(limiters, &keys);
         return Err(Error::NotFoundMessage("unknown or already used PIN".into()));
     };
