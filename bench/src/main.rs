@@ -527,7 +527,7 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
     let mut f_page = Figure::new(
         "profile_page_p50_ms",
         format!(
-            "profile page with {} tickets (not paginated): p50 render",
+            "profile page with {} tickets (live ones and the newest 50 ended): p50 render",
             number_plain(scale.page_tickets as u64)
         ),
         "ms",

@@ -353,6 +353,73 @@ async fn tickets_show_green_then_red_with_minutes_left() {
 }
 
 #[rocket::async_test]
+async fn live_tickets_are_all_shown_and_ended_ones_a_page_at_a_time() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let kids = s.create_profile("Kids").await;
+    let pool = s.pool();
+    // 120 ended tickets (PINs 1000-1119, oldest first), then 3 live ones.
+    for n in 0..120 {
+        sqlx::query("INSERT INTO tickets (profile_id, lock_code, length, state, created_at) VALUES (?, ?, 30, ?, 0)")
+            .bind(kids)
+            .bind(format!("{}", 1000 + n))
+            .bind(if n % 2 == 0 { "expired" } else { "revoked" })
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let mut live = Vec::new();
+    for _ in 0..3 {
+        live.push(s.create_ticket(kids, 30).await);
+    }
+    let pins_in = |body: &str, section: &str| -> Vec<String> {
+        let Some(start) = body.find(&format!(r#"<tbody id="{section}">"#)) else {
+            return Vec::new();
+        };
+        let part = &body[start..start + body[start..].find("</tbody>").unwrap()];
+        part.split(r#"<td class="pin">"#)
+            .skip(1)
+            .map(|rest| rest[..4].to_string())
+            .collect()
+    };
+    let code = |n: i32| format!("{}", 1000 + n);
+
+    let (status, first) = s.page(&format!("/profiles/{kids}")).await;
+    assert_eq!(status, Status::Ok);
+    let newest_first: Vec<String> = live.iter().rev().cloned().collect();
+    assert_eq!(pins_in(&first, "live-tickets"), newest_first);
+    let ended = pins_in(&first, "ended-tickets");
+    assert_eq!(ended, (70..120).rev().map(code).collect::<Vec<_>>());
+    assert!(first.contains("Ended tickets 1–50 of 120"), "{first}");
+    assert!(first.contains("Page 1 of 3"));
+    assert!(first.contains(&format!(r#"href="/profiles/{kids}?page=2" rel="next""#)));
+
+    let (_, last) = s.page(&format!("/profiles/{kids}?page=3")).await;
+    assert_eq!(
+        pins_in(&last, "live-tickets"),
+        newest_first,
+        "live on every page"
+    );
+    assert_eq!(
+        pins_in(&last, "ended-tickets"),
+        (0..20).rev().map(code).collect::<Vec<_>>()
+    );
+    assert!(last.contains("Ended tickets 101–120 of 120"));
+    assert!(last.contains(&format!(r#"href="/profiles/{kids}?page=2" rel="prev""#)));
+
+    for (asked, shown) in [
+        ("99", "Page 3 of 3"),
+        ("0", "Page 1 of 3"),
+        ("-2", "Page 1 of 3"),
+        ("abc", "Page 1 of 3"),
+    ] {
+        let (status, body) = s.page(&format!("/profiles/{kids}?page={asked}")).await;
+        assert_eq!(status, Status::Ok, "{asked}");
+        assert!(body.contains(shown), "page={asked}: {body}");
+    }
+}
+
+#[rocket::async_test]
 async fn ticket_lengths_are_checked() {
     let s = TestServer::start().await;
     s.login_admin().await;

@@ -319,13 +319,51 @@ pub async fn extend(pool: &Pool, id: i64, minutes: i64) -> Result<bool, sqlx::Er
     Ok(r.rows_affected() > 0)
 }
 
-/// A profile's tickets, newest first.
-pub async fn list_for_profile(pool: &Pool, profile_id: i64) -> Result<Vec<Ticket>, sqlx::Error> {
+/// A profile's live tickets (unused or running), newest first.
+pub async fn live_for_profile(pool: &Pool, profile_id: i64) -> Result<Vec<Ticket>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "{SELECT} WHERE t.profile_id = ? ORDER BY t.id DESC"
+        "{SELECT} WHERE t.profile_id = ? AND t.state IN ('unused', 'in_use') ORDER BY t.id DESC"
     ))
     .bind(profile_id)
     .fetch_all(pool)
+    .await
+}
+
+/// A page of a profile's ended tickets (expired or revoked), newest first.
+pub async fn ended_for_profile(
+    pool: &Pool,
+    profile_id: i64,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<Ticket>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE t.profile_id = ? AND t.state NOT IN ('unused', 'in_use')
+         ORDER BY t.id DESC LIMIT ? OFFSET ?"
+    ))
+    .bind(profile_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn count_ended_for_profile(pool: &Pool, profile_id: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM tickets WHERE profile_id = ? AND state NOT IN ('unused', 'in_use')",
+    )
+    .bind(profile_id)
+    .fetch_one(pool)
+    .await
+}
+
+/// The profile's ticket whose PIN was applied to Kodi last: Kodi holds that lock code now.
+pub async fn last_applied(pool: &Pool, profile_id: i64) -> Result<Option<Ticket>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE t.profile_id = ? AND d.status = 'applied'
+         ORDER BY d.updated_at DESC, t.id DESC LIMIT 1"
+    ))
+    .bind(profile_id)
+    .fetch_optional(pool)
     .await
 }
 

@@ -129,7 +129,7 @@ pub async fn create(
     };
     match profiles::insert(db, &name, device).await? {
         Some(id) => Ok(Flash::success(
-            Redirect::to(uri!(show(id))),
+            Redirect::to(uri!(show(id, _))),
             format!("Profile “{name}” created. Make sure Kodi has a profile of the same name."),
         )),
         None => Ok(back(format!(
@@ -138,31 +138,78 @@ pub async fn create(
     }
 }
 
+/// Ended tickets shown per page of a profile; its live tickets are always all shown.
+const ENDED_PER_PAGE: i64 = 50;
+
 #[derive(Serialize)]
 struct ShowPage {
     profile: Profile,
-    tickets: Vec<TicketRow>,
+    /// Unused and running tickets, newest first.
+    live: Vec<TicketRow>,
+    /// One page of the ended tickets, newest first.
+    ended: Vec<TicketRow>,
+    history: History,
     /// The PIN that opens the profile on the TV now, if an unused ticket's is armed.
     armed: Option<String>,
 }
 
-/// Kodi holds the lock code applied last; it is a ticket's PIN while that ticket is unused.
-fn armed_pin(tickets: &[tickets::Ticket], now: i64) -> Option<String> {
-    tickets
-        .iter()
-        .filter(|t| t.delivery_status.as_deref() == Some("applied"))
-        .max_by_key(|t| (t.delivery_updated_at, t.id))
-        .filter(|t| t.state_at(now) == kodi_tickets_protocol::TicketState::Unused)
-        .map(|t| t.lock_code.clone())
+/// Where the shown page of ended tickets lies among all of them.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+struct History {
+    total: i64,
+    page: i64,
+    pages: i64,
+    /// The numbers of the first and last ticket shown (1-based), 0 when none is.
+    first: i64,
+    last: i64,
+    newer: Option<i64>,
+    older: Option<i64>,
 }
 
-#[get("/profiles/<id>")]
-pub async fn show(_admin: Admin, id: i64, db: &Db, chrome: Chrome) -> Result<Template> {
+impl History {
+    /// Page `asked` (1 when absent, the last one when beyond it) of `total` ended tickets.
+    fn new(total: i64, asked: Option<i64>) -> Self {
+        let pages = (total + ENDED_PER_PAGE - 1) / ENDED_PER_PAGE;
+        let page = asked.unwrap_or(1).clamp(1, pages.max(1));
+        let offset = (page - 1) * ENDED_PER_PAGE;
+        History {
+            total,
+            page,
+            pages,
+            first: if total > 0 { offset + 1 } else { 0 },
+            last: (offset + ENDED_PER_PAGE).min(total),
+            newer: (page > 1).then(|| page - 1),
+            older: (page < pages).then(|| page + 1),
+        }
+    }
+
+    fn offset(&self) -> i64 {
+        (self.page - 1) * ENDED_PER_PAGE
+    }
+}
+
+#[get("/profiles/<id>?<page>")]
+pub async fn show(
+    _admin: Admin,
+    id: i64,
+    page: Option<i64>,
+    db: &Db,
+    chrome: Chrome,
+) -> Result<Template> {
     let profile = profiles::find(db, id).await?.ok_or(Error::NotFound)?;
     let now = db::now();
-    let all = tickets::list_for_profile(db, id).await?;
-    let armed = armed_pin(&all, now);
-    let tickets = all.iter().map(|t| TicketRow::new(t, now)).collect();
+    let history = History::new(tickets::count_ended_for_profile(db, id).await?, page);
+    let rows = |tickets: Vec<tickets::Ticket>| -> Vec<TicketRow> {
+        tickets.iter().map(|t| TicketRow::new(t, now)).collect()
+    };
+    let live = rows(tickets::live_for_profile(db, id).await?);
+    let ended = rows(tickets::ended_for_profile(db, id, ENDED_PER_PAGE, history.offset()).await?);
+    // NOTE: Kodi holds the lock code applied last; it is a ticket's PIN while that ticket is
+    // unused.
+    let armed = tickets::last_applied(db, id)
+        .await?
+        .filter(|t| t.state_at(now) == kodi_tickets_protocol::TicketState::Unused)
+        .map(|t| t.lock_code);
     let title = profile.name.clone();
     Ok(render(
         "profiles/show",
@@ -170,7 +217,9 @@ pub async fn show(_admin: Admin, id: i64, db: &Db, chrome: Chrome) -> Result<Tem
         chrome,
         ShowPage {
             profile,
-            tickets,
+            live,
+            ended,
+            history,
             armed,
         },
     ))
@@ -205,7 +254,7 @@ pub async fn update(
     };
     match profiles::update(db, id, &name, device).await? {
         Update::Done => Ok(Flash::success(
-            Redirect::to(uri!(show(id))),
+            Redirect::to(uri!(show(id, _))),
             format!("Profile “{name}” saved. If you renamed it, rename it in Kodi too."),
         )),
         Update::NameTaken => Ok(back(format!(
@@ -223,7 +272,7 @@ pub async fn delete_page(_admin: Admin, id: i64, db: &Db, chrome: Chrome) -> Res
         detail: "Kodi keeps its own profile; only the tickets here are gone.".into(),
         action: uri!(delete(id)).to_string(),
         button: "Delete profile".into(),
-        cancel: uri!(show(id)).to_string(),
+        cancel: uri!(show(id, _)).to_string(),
     };
     Ok(render("confirm", "Delete profile", chrome, page))
 }
@@ -241,4 +290,24 @@ pub async fn delete(
         Redirect::to(uri!(list)),
         format!("Profile “{}” deleted.", profile.name),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_pages_are_clamped_to_those_that_exist() {
+        let h = History::new(120, None);
+        assert_eq!((h.page, h.pages, h.first, h.last), (1, 3, 1, 50));
+        assert_eq!((h.newer, h.older), (None, Some(2)));
+        let h = History::new(120, Some(3));
+        assert_eq!((h.first, h.last, h.offset()), (101, 120, 100));
+        assert_eq!((h.newer, h.older), (Some(2), None));
+        assert_eq!(History::new(120, Some(99)).page, 3);
+        assert_eq!(History::new(120, Some(-4)).page, 1);
+        let none = History::new(0, Some(5));
+        assert_eq!((none.page, none.pages, none.first, none.last), (1, 0, 0, 0));
+        assert_eq!((none.newer, none.older), (None, None));
+    }
 }

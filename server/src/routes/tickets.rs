@@ -27,6 +27,10 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
+fn back_to_profile(profile_id: i64) -> Redirect {
+    Redirect::to(uri!(profiles::show(profile_id, _)))
+}
+
 /// Lengths offered as one-click choices on the ticket form.
 const QUICK_LENGTHS: [i64; 5] = [15, 30, 60, 90, 120];
 
@@ -94,7 +98,7 @@ pub async fn create(
         Created::Ticket { lock_code, .. } => {
             waker.wake();
             Ok(Flash::success(
-                Redirect::to(uri!(profiles::show(profile_id))),
+                back_to_profile(profile_id),
                 format!("Ticket {lock_code} issued for {length} minutes."),
             ))
         }
@@ -123,7 +127,7 @@ pub async fn delete_page(
         detail: "Its PIN will no longer be accepted by the server.".into(),
         action: uri!(delete(id)).to_string(),
         button: "Delete ticket".into(),
-        cancel: uri!(profiles::show(ticket.profile_id)).to_string(),
+        cancel: uri!(profiles::show(ticket.profile_id, _)).to_string(),
     };
     Ok(crate::views::render(
         "confirm",
@@ -143,7 +147,7 @@ pub async fn delete(
     let ticket = db::tickets::find(db, id).await?.ok_or(Error::NotFound)?;
     db::tickets::delete(db, id).await?;
     Ok(Flash::success(
-        Redirect::to(uri!(profiles::show(ticket.profile_id))),
+        back_to_profile(ticket.profile_id),
         format!("Ticket {} deleted.", ticket.lock_code),
     ))
 }
@@ -157,7 +161,7 @@ pub async fn retry(
     waker: &State<Waker>,
 ) -> Result<Flash<Redirect>> {
     let ticket = db::tickets::find(db, id).await?.ok_or(Error::NotFound)?;
-    let to = Redirect::to(uri!(profiles::show(ticket.profile_id)));
+    let to = back_to_profile(ticket.profile_id);
     if deliveries::retry(db, id).await? {
         waker.wake();
         Ok(Flash::success(
@@ -181,7 +185,7 @@ pub async fn end_now(
     waker: &State<Waker>,
 ) -> Result<Flash<Redirect>> {
     let ticket = db::tickets::find(db, id).await?.ok_or(Error::NotFound)?;
-    let to = Redirect::to(uri!(profiles::show(ticket.profile_id)));
+    let to = back_to_profile(ticket.profile_id);
     if db::tickets::end_now(db, id).await? {
         waker.wake();
         Ok(Flash::success(
@@ -221,7 +225,7 @@ pub async fn extend(
     waker: &State<Waker>,
 ) -> Result<Flash<Redirect>> {
     let ticket = db::tickets::find(db, id).await?.ok_or(Error::NotFound)?;
-    let to = Redirect::to(uri!(profiles::show(ticket.profile_id)));
+    let to = back_to_profile(ticket.profile_id);
     let minutes = match validate::length(&form.0.minutes) {
         Ok(m) if m + ticket.length <= validate::LENGTH_MAX => m,
         _ => {
