@@ -78,14 +78,18 @@ impl Server {
     }
 
     async fn ticket(&self, profile: i64, minutes: i64) -> (i64, String) {
-        let Created::Ticket { id, lock_code } =
-            db::tickets::insert(&self.pool, profile, minutes, rand_draw())
-                .await
-                .unwrap()
+        let Created::Ticket {
+            id,
+            lock_code,
+            device_id,
+        } = db::tickets::insert(&self.pool, profile, minutes, rand_draw())
+            .await
+            .unwrap()
         else {
             panic!("no ticket")
         };
-        self.waker.wake();
+        assert!(device_id.is_some(), "the profile is on the agent's device");
+        self.waker.wake(device_id);
         (id, lock_code)
     }
 
@@ -118,7 +122,7 @@ async fn next_event(
 #[tokio::test]
 async fn tickets_reach_the_agent_at_least_once_and_reports_come_back() {
     let server = start_server().await;
-    let (token, _, profile) = server.device_with_profile().await;
+    let (token, device, profile) = server.device_with_profile().await;
     let client = ServerClient::new(&server.url, &token).unwrap();
 
     // Issued while the agent is away: delivered when it connects.
@@ -181,6 +185,27 @@ async fn tickets_reach_the_agent_at_least_once_and_reports_come_back() {
         .unwrap();
     client.report(second_delivery, &busy).await.unwrap();
     assert_eq!(server.delivery(second).await.1, "pending");
+
+    // Failed on the box, then retried from the page: sent again on the open stream.
+    let failed = DeliveryReport {
+        outcome: DeliveryOutcome::Failed,
+        exit_code: Some(1),
+        message: "the Kodi script failed".into(),
+    };
+    client.report(second_delivery, &failed).await.unwrap();
+    assert_eq!(server.delivery(second).await.1, "failed");
+    let retried = db::deliveries::retry(&server.pool, second).await.unwrap();
+    assert_eq!(
+        retried,
+        Some(Some(device)),
+        "a failed delivery can be retried"
+    );
+    server.waker.wake(Some(device));
+    let AgentEvent::Arm { ticket_id, .. } = next_event(&mut events).await else {
+        panic!("expected the retried delivery")
+    };
+    assert_eq!(ticket_id, second);
+    client.report(second_delivery, &busy).await.unwrap();
     assert!(matches!(
         client.report(999_999, &report).await,
         Err(ServerError::Refused { status: 404, .. })
@@ -232,7 +257,7 @@ async fn tickets_reach_the_agent_at_least_once_and_reports_come_back() {
 
     // The admin ends it early: the agent hears of it at once.
     db::tickets::end_now(&server.pool, first).await.unwrap();
-    server.waker.wake();
+    server.waker.wake(Some(device));
     let AgentEvent::Session {
         ticket_id,
         expires_at: ended,
@@ -268,8 +293,9 @@ async fn a_revoked_device_is_cut_off_at_once() {
     let client = ServerClient::new(&server.url, &token).unwrap();
     let mut events = Box::pin(client.events().await.unwrap());
     db::devices::revoke(&server.pool, device).await.unwrap();
-    server.waker.wake();
-    let end = tokio::time::timeout(Duration::from_secs(10), events.next())
+    server.waker.wake(Some(device));
+    // NOTE: well within the stream's 5 s re-check: the wake-up itself ends it.
+    let end = tokio::time::timeout(Duration::from_secs(3), events.next())
         .await
         .expect("stream ends");
     assert!(end.is_none(), "the open stream closes");

@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rocket::fairing::AdHoc;
-use rocket::tokio::sync::{broadcast, Notify};
+use rocket::tokio::sync::Notify;
 use rocket::tokio::{self, process::Command, time};
 use rocket_db_pools::Database;
 
 use crate::config::AppConfig;
 use crate::db::deliveries::{self, Job, Outcome};
 use crate::db::{self, Db};
+use crate::presence::Presence;
 
 /// Exit code with which the script says "a profile session is in use, try later" (EX_TEMPFAIL).
 pub const EXIT_BUSY: i32 = 75;
@@ -24,54 +25,46 @@ const OUTPUT_TAIL: usize = 600;
 /// The worker looks at the outbox at least this often, e.g. for busy retries.
 const IDLE_POLL: Duration = Duration::from_secs(15);
 
-/// Wakes whoever acts on a change at once: the local worker (a delivery was queued) and
-/// every agent's event stream (a delivery or a session changed).
+/// Wakes whoever acts on a change at once: the local worker (a delivery was queued) and the
+/// event streams of the device concerned (a delivery or a session of its profiles changed).
 #[derive(Clone)]
 pub struct Waker {
     local: Arc<Notify>,
-    agents: broadcast::Sender<()>,
+    agents: Presence,
 }
 
-impl Default for Waker {
-    fn default() -> Self {
+impl Waker {
+    pub fn new(agents: Presence) -> Self {
         Waker {
             local: Arc::default(),
-            agents: broadcast::channel(16).0,
+            agents,
+        }
+    }
+
+    /// After a change to a delivery or a session of `device`'s profiles (`None`: a profile on
+    /// no device).
+    pub fn wake(&self, device: Option<i64>) {
+        self.local.notify_one();
+        if let Some(device) = device {
+            self.agents.wake(device);
         }
     }
 }
 
-impl Waker {
-    pub fn wake(&self) {
-        self.local.notify_one();
-        // No agent connected is not an error.
-        let _ = self.agents.send(());
-    }
-
-    /// For an agent's event stream: a message after each change (or `Lagged` after many).
-    pub fn subscribe(&self) -> broadcast::Receiver<()> {
-        self.agents.subscribe()
-    }
-}
-
 pub fn stage() -> AdHoc {
-    AdHoc::on_ignite("Delivery worker", |rocket| async {
-        rocket
-            .manage(Waker::default())
-            .attach(AdHoc::on_liftoff("Delivery worker", |rocket| {
-                Box::pin(async move {
-                    let pool = db::Pool::clone(Db::fetch(rocket).expect("database attached"));
-                    let config = rocket.state::<AppConfig>().expect("config managed").clone();
-                    let waker = rocket.state::<Waker>().expect("waker managed").clone();
-                    let shutdown = rocket.shutdown();
-                    tokio::spawn(async move {
-                        tokio::select! {
-                            _ = run_worker(pool, config, waker) => {}
-                            _ = shutdown => {}
-                        }
-                    });
-                })
-            }))
+    AdHoc::on_liftoff("Delivery worker", |rocket| {
+        Box::pin(async move {
+            let pool = db::Pool::clone(Db::fetch(rocket).expect("database attached"));
+            let config = rocket.state::<AppConfig>().expect("config managed").clone();
+            let waker = rocket.state::<Waker>().expect("waker managed").clone();
+            let shutdown = rocket.shutdown();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = run_worker(pool, config, waker) => {}
+                    _ = shutdown => {}
+                }
+            });
+        })
     })
 }
 

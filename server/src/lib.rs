@@ -33,6 +33,7 @@ pub fn rocket() -> anyhow::Result<Rocket<Build>> {
 /// The server built from a given figment (tests pass their own database and paths).
 pub fn rocket_from(figment: Figment) -> anyhow::Result<Rocket<Build>> {
     let figment = config::prepare(figment)?;
+    let presence = presence::Presence::default();
     Ok(rocket::custom(figment)
         .attach(AdHoc::config::<AppConfig>())
         .attach(Template::custom(|engines| {
@@ -43,7 +44,8 @@ pub fn rocket_from(figment: Figment) -> anyhow::Result<Rocket<Build>> {
         .attach(delivery::stage())
         .attach(sweeper::stage())
         .manage(rate_limit::Limiters::default())
-        .manage(presence::Presence::default())
+        .manage(delivery::Waker::new(presence.clone()))
+        .manage(presence)
         .mount("/", routes::auth::routes())
         .mount("/", routes::profiles::routes())
         .mount("/", routes::tickets::routes())

@@ -1,41 +1,72 @@
-//! Which devices' agents are connected right now.
+//! Which devices' agents are connected right now, and a wake-up line to each.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use rocket::tokio::sync::watch;
+
 #[derive(Default, Clone)]
-pub struct Presence(Arc<Mutex<HashMap<i64, usize>>>);
+pub struct Presence(Arc<Mutex<HashMap<i64, Line>>>);
+
+/// The open event streams of one device.
+struct Line {
+    streams: usize,
+    changed: watch::Sender<()>,
+}
 
 /// Held by an open event stream; the device counts as online while one exists.
 pub struct Connected {
     presence: Presence,
     device_id: i64,
+    changes: watch::Receiver<()>,
 }
 
 impl Presence {
     pub fn connect(&self, device_id: i64) -> Connected {
-        *self.lock().entry(device_id).or_default() += 1;
+        let mut map = self.lock();
+        let line = map.entry(device_id).or_insert_with(|| Line {
+            streams: 0,
+            changed: watch::channel(()).0,
+        });
+        line.streams += 1;
         Connected {
             presence: self.clone(),
             device_id,
+            changes: line.changed.subscribe(),
         }
     }
 
     pub fn is_online(&self, device_id: i64) -> bool {
-        self.lock().get(&device_id).is_some_and(|n| *n > 0)
+        self.lock().contains_key(&device_id)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, usize>> {
+    /// Tells the device's open streams (if any) that something of theirs changed. Only those
+    /// wake up: with many boxes connected, a change costs the same as with one.
+    pub fn wake(&self, device_id: i64) {
+        if let Some(line) = self.lock().get(&device_id) {
+            line.changed.send_replace(());
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Line>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Connected {
+    /// Returns once the device was woken since this stream connected or last returned here.
+    pub async fn changed(&mut self) {
+        // NOTE: the line's sender is dropped only with its last stream, so this cannot fail.
+        let _ = self.changes.changed().await;
     }
 }
 
 impl Drop for Connected {
     fn drop(&mut self) {
         let mut map = self.presence.lock();
-        if let Some(n) = map.get_mut(&self.device_id) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(line) = map.get_mut(&self.device_id) {
+            line.streams -= 1;
+            if line.streams == 0 {
                 map.remove(&self.device_id);
             }
         }
@@ -45,6 +76,7 @@ impl Drop for Connected {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn online_while_a_stream_is_open() {
@@ -56,5 +88,30 @@ mod tests {
         assert!(presence.is_online(1));
         drop(second);
         assert!(!presence.is_online(1));
+    }
+
+    async fn woken(stream: &mut Connected) -> bool {
+        rocket::tokio::time::timeout(Duration::from_millis(50), stream.changed())
+            .await
+            .is_ok()
+    }
+
+    #[rocket::async_test]
+    async fn a_wake_reaches_only_the_devices_own_streams_and_is_never_lost() {
+        let presence = Presence::default();
+        let (mut tv, mut tv_again, mut other) = (
+            presence.connect(1),
+            presence.connect(1),
+            presence.connect(2),
+        );
+        presence.wake(1);
+        presence.wake(3);
+        assert!(woken(&mut tv).await && woken(&mut tv_again).await);
+        assert!(!woken(&mut other).await, "another device's change");
+        assert!(!woken(&mut tv).await, "one wake, one return");
+        // A wake while the stream is busy elsewhere is there when it next waits.
+        presence.wake(2);
+        rocket::tokio::task::yield_now().await;
+        assert!(woken(&mut other).await);
     }
 }

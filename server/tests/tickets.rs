@@ -85,7 +85,7 @@ async fn the_draw_is_spread_over_the_free_codes() {
     // Each draw modulo the free count picks a different free code.
     let mut seen = HashSet::new();
     for draw in 0..4u32 {
-        let Created::Ticket { lock_code, id } =
+        let Created::Ticket { lock_code, id, .. } =
             tickets::insert(&pool, kids, 30, draw).await.unwrap()
         else {
             panic!("no code");

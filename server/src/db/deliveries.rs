@@ -140,17 +140,20 @@ pub async fn finish(
 }
 
 /// Queues a failed delivery again (the retry button); `false` if it was not failed.
-pub async fn retry(pool: &Pool, ticket_id: i64) -> Result<bool, sqlx::Error> {
+/// Queues a failed delivery again; `None` if the ticket's delivery had not failed, else the
+/// device it goes to.
+pub async fn retry(pool: &Pool, ticket_id: i64) -> Result<Option<Option<i64>>, sqlx::Error> {
     let t = now();
-    let r = sqlx::query(
+    sqlx::query_scalar(
         "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, updated_at = ?1
-         WHERE ticket_id = ?2 AND status = 'failed'",
+         WHERE ticket_id = ?2 AND status = 'failed'
+         RETURNING device_id",
     )
     .bind(t)
     .bind(ticket_id)
-    .execute(pool)
-    .await?;
-    Ok(r.rows_affected() > 0)
+    .fetch_all(pool)
+    .await
+    .map(super::first)
 }
 
 /// Jobs left running by a process that died are queued again at start-up.

@@ -14,6 +14,8 @@ pub struct Ticket {
     pub id: i64,
     pub profile_id: i64,
     pub profile_name: String,
+    /// The Kodi box the ticket's profile is on now (none: the server's machine).
+    pub device_id: Option<i64>,
     pub lock_code: String,
     pub length: i64,
     pub state: String,
@@ -42,7 +44,8 @@ impl Ticket {
     }
 }
 
-const SELECT: &str = "SELECT t.id, t.profile_id, p.name AS profile_name, t.lock_code, t.length,
+const SELECT: &str = "SELECT t.id, t.profile_id, p.name AS profile_name, p.device_id, t.lock_code,
+        t.length,
         t.state, t.created_at, t.used_at, t.expires_at,
         d.status AS delivery_status, d.last_message AS delivery_message,
         d.updated_at AS delivery_updated_at
@@ -53,6 +56,8 @@ pub enum Created {
     Ticket {
         id: i64,
         lock_code: String,
+        /// The Kodi box that gets the PIN (none: the server's machine).
+        device_id: Option<i64>,
     },
     /// Every one of the 10,000 codes belongs to a live ticket.
     NoFreeCode,
@@ -126,7 +131,11 @@ pub async fn insert(
     .and_then(super::only)?;
     super::deliveries::insert(&mut *tx, id, method, device_id, t).await?;
     tx.commit().await?;
-    Ok(Created::Ticket { id, lock_code })
+    Ok(Created::Ticket {
+        id,
+        lock_code,
+        device_id,
+    })
 }
 
 /// Codes per block of `pin_blocks`: block `b` holds the codes `b * 100` to `b * 100 + 99`.

@@ -32,15 +32,12 @@ const ENDED_GRACE_SECS: i64 = 300;
 fn events(
     device: Device,
     db: &Db,
-    waker: &State<Waker>,
     presence: &State<Presence>,
     mut shutdown: Shutdown,
 ) -> EventStream![Event + 'static] {
     let pool = db::Pool::clone(db);
-    let mut changes = waker.subscribe();
-    let online = presence.connect(device.id);
+    let mut online = presence.connect(device.id);
     EventStream! {
-        let _online = online;
         let mut sent_deliveries = HashSet::new();
         let mut sent_sessions: HashMap<i64, i64> = HashMap::new();
         loop {
@@ -49,7 +46,19 @@ fn events(
                 Ok(false) => break,
                 Err(e) => tracing::error!("agent stream: {e}"),
             }
-            for job in deliveries::pending_for_device(&pool, device.id).await.unwrap_or_default() {
+            let pending = match deliveries::pending_for_device(&pool, device.id).await {
+                Ok(pending) => {
+                    // NOTE: a delivery that stopped waiting (applied, failed) is forgotten, so
+                    // that one queued again (the page's Retry) is sent again.
+                    sent_deliveries.retain(|id| pending.iter().any(|job| job.id == *id));
+                    pending
+                }
+                Err(e) => {
+                    tracing::error!("agent stream: {e}");
+                    Vec::new()
+                }
+            };
+            for job in pending {
                 if sent_deliveries.insert(job.id) {
                     yield Event::json(&AgentEvent::Arm {
                         delivery_id: job.id,
@@ -82,7 +91,7 @@ fn events(
                 }
             }
             tokio::select! {
-                _ = changes.recv() => {}
+                _ = online.changed() => {}
                 _ = time::sleep(TICK) => {}
                 _ = &mut shutdown => break,
             }
@@ -110,7 +119,7 @@ async fn report(
             "no such delivery for this device".into(),
         ));
     }
-    waker.wake();
+    waker.wake(Some(device.id));
     Ok(Json(serde_json::json!({ "ok": true })))
 }
 

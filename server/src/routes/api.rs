@@ -148,7 +148,7 @@ async fn login(
         return Err(Error::NotFoundMessage("unknown or already used PIN".into()));
     };
     tracing::info!(ticket = t.id, profile = %t.profile_name, "ticket used");
-    events.wake();
+    events.wake(t.device_id);
     let (used_at, expires_at) = (t.used_at.unwrap_or(now), t.expires_at.unwrap_or(now));
     Ok(Json(LoginResponse {
         success: true,

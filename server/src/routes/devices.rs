@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::auth::{Admin, CsrfForm, CsrfProtected};
 use crate::db::deliveries::SshTarget;
 use crate::db::{devices, Db};
+use crate::delivery::Waker;
 use crate::error::{Error, Result};
 use crate::presence::Presence;
 use crate::views::{human_time, render, Chrome};
@@ -175,8 +176,11 @@ pub async fn revoke(
     id: i64,
     _form: CsrfForm<super::PlainForm>,
     db: &Db,
+    waker: &State<Waker>,
 ) -> Result<Flash<Redirect>> {
     if devices::revoke(db, id).await? {
+        // Its open event stream sees the revocation and closes.
+        waker.wake(Some(id));
         Ok(Flash::success(Redirect::to(uri!(list)), "Device revoked."))
     } else {
         Err(Error::NotFound)

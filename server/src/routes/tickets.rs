@@ -95,8 +95,12 @@ pub async fn create(
     // NOTE: a CSPRNG draw; the database maps it uniformly onto the free codes.
     let draw: u32 = rand::Rng::gen(&mut rand::rngs::OsRng);
     match db::tickets::insert(db, profile_id, length, draw).await? {
-        Created::Ticket { lock_code, .. } => {
-            waker.wake();
+        Created::Ticket {
+            lock_code,
+            device_id,
+            ..
+        } => {
+            waker.wake(device_id);
             Ok(Flash::success(
                 back_to_profile(profile_id),
                 format!("Ticket {lock_code} issued for {length} minutes."),
@@ -162,8 +166,8 @@ pub async fn retry(
 ) -> Result<Flash<Redirect>> {
     let ticket = db::tickets::find(db, id).await?.ok_or(Error::NotFound)?;
     let to = back_to_profile(ticket.profile_id);
-    if deliveries::retry(db, id).await? {
-        waker.wake();
+    if let Some(device) = deliveries::retry(db, id).await? {
+        waker.wake(device);
         Ok(Flash::success(
             to,
             format!("Applying ticket {} to Kodi again.", ticket.lock_code),
@@ -187,7 +191,7 @@ pub async fn end_now(
     let ticket = db::tickets::find(db, id).await?.ok_or(Error::NotFound)?;
     let to = back_to_profile(ticket.profile_id);
     if db::tickets::end_now(db, id).await? {
-        waker.wake();
+        waker.wake(ticket.device_id);
         Ok(Flash::success(
             to,
             format!(
@@ -239,7 +243,7 @@ pub async fn extend(
         }
     };
     if db::tickets::extend(db, id, minutes).await? {
-        waker.wake();
+        waker.wake(ticket.device_id);
         Ok(Flash::success(
             to,
             format!("Added {minutes} minutes to ticket {}.", ticket.lock_code),
