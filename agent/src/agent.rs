@@ -14,7 +14,7 @@ use rand::Rng;
 use crate::apply;
 use crate::config::Config;
 use crate::kodi::bus::{self, FromAddon};
-use crate::kodi::{Kodi, Observation, SessionState};
+use crate::kodi::{Kodi, KodiError, Observation, SessionState};
 use crate::profiles_xml;
 use crate::server::{ServerClient, ServerError};
 use crate::state::{key, Arm, Session, State, UnreportedLogin};
@@ -29,6 +29,8 @@ pub struct Agent {
     state_path: PathBuf,
     /// What the Kodi watcher saw last; `None` while Kodi does not answer.
     kodi: Option<SessionState>,
+    /// The connection the agent's own calls to Kodi go over (see [`Agent::rpc`]).
+    rpc: Option<Kodi>,
     /// The profile whose session the add-on last spoke from: it relays warnings there, so
     /// the agent does not show them a second time.
     addon_in: Option<String>,
@@ -64,6 +66,7 @@ impl Agent {
             state,
             state_path,
             kodi: None,
+            rpc: None,
             addon_in: None,
         })
     }
@@ -79,6 +82,21 @@ impl Agent {
 
     fn eventserver(&self) -> Option<SocketAddr> {
         self.config.kodi_eventserver.parse().ok()
+    }
+
+    /// The connection for the agent's calls to Kodi, opened when first needed and kept: Kodi
+    /// drops it on every profile switch, and the next call opens it again.
+    ///
+    /// NOTE: one connection kept open rather than one per call: Kodi 20.1 died broadcasting
+    /// a `JSONRPC.NotifyAll` to the WebSocket client that sent it and had just closed.
+    async fn rpc(&mut self) -> Result<&Kodi, KodiError> {
+        if self.rpc.as_ref().is_some_and(|kodi| !kodi.is_connected()) {
+            self.rpc = None;
+        }
+        if self.rpc.is_none() {
+            self.rpc = Some(Kodi::connect(&self.config.kodi_jsonrpc).await?);
+        }
+        Ok(self.rpc.as_ref().expect("connected just now"))
     }
 
     fn logged_on_profile(&self) -> Option<&str> {
@@ -303,7 +321,7 @@ impl Agent {
         let profile = self.config.pin_pad_profile.clone();
         let hash =
             profiles_xml::lock_code_hash(&self.config.profiles_xml(), &profile).unwrap_or_default();
-        let loaded = match Kodi::connect(&self.config.kodi_jsonrpc).await {
+        let loaded = match self.rpc().await {
             Ok(kodi) => kodi.load_profile_md5(&profile, &hash).await,
             Err(e) => Err(e),
         };
@@ -376,7 +394,7 @@ impl Agent {
     /// Asks the add-on to close its dialogs before Kodi switches profile: Kodi cannot switch
     /// while a script holds a modal dialog (it waits 5 s, kills the script and ends the
     /// switch half-done). The add-on answers within ~0.2 s; a second is plenty.
-    async fn close_addon_dialogs(&self) {
+    async fn close_addon_dialogs(&mut self) {
         let request_id = format!("{:016x}", rand::thread_rng().gen::<u64>());
         self.tell_addon(
             "kodi_tickets.closing",
@@ -386,16 +404,9 @@ impl Agent {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 
-    async fn tell_addon(&self, message: &str, data: serde_json::Value) {
-        let sent = match Kodi::connect(&self.config.kodi_jsonrpc).await {
-            Ok(kodi) => {
-                let sent = kodi.notify_all(bus::SENDER, message, data).await;
-                // NOTE: Kodi 20.1 died when it broadcast the notification to this very
-                // WebSocket client just after it closed (kodi.log ends at "connection closed
-                // by client"); stay connected until the broadcast is out.
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                sent
-            }
+    async fn tell_addon(&mut self, message: &str, data: serde_json::Value) {
+        let sent = match self.rpc().await {
+            Ok(kodi) => kodi.notify_all(bus::SENDER, message, data).await,
             Err(e) => Err(e),
         };
         if let Err(e) = sent {
@@ -434,7 +445,7 @@ impl Agent {
     /// failure is only logged: the add-on shows the PIN pad again when no switch came.
     async fn log_in_pin_pad_ticket(&mut self, profile: &str, hash: &str) {
         self.close_addon_dialogs().await;
-        let loaded = match Kodi::connect(&self.config.kodi_jsonrpc).await {
+        let loaded = match self.rpc().await {
             Ok(kodi) => kodi.load_profile_md5(profile, hash).await,
             Err(e) => Err(e),
         };
@@ -469,7 +480,7 @@ impl Agent {
             };
             let addon_relays = self.addon_in.as_deref() == Some(current.as_str());
             if !addon_relays {
-                match Kodi::connect(&self.config.kodi_jsonrpc).await {
+                match self.rpc().await {
                     Ok(kodi) => {
                         if let Err(e) = kodi.notify("Kodi Tickets", &text, 10_000).await {
                             tracing::warn!("cannot show the warning: {e}");
@@ -508,7 +519,7 @@ impl Agent {
                     return;
                 };
                 self.close_addon_dialogs().await;
-                let result = match Kodi::connect(&self.config.kodi_jsonrpc).await {
+                let result = match self.rpc().await {
                     Ok(kodi) => kodi.end_session(eventserver).await,
                     Err(e) => Err(e),
                 };
@@ -620,8 +631,8 @@ impl Agent {
     }
 
     /// Tells the server what this box's Kodi looks like (Devices page).
-    pub async fn send_status(&self) {
-        let status = match Kodi::connect(&self.config.kodi_jsonrpc).await {
+    pub async fn send_status(&mut self) {
+        let status = match self.rpc().await {
             Ok(kodi) => AgentStatus {
                 agent_version: env!("CARGO_PKG_VERSION").into(),
                 kodi_reachable: true,
