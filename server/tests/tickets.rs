@@ -191,6 +191,16 @@ async fn block_counts(pool: &kodi_tickets_server::db::Pool) -> (Vec<i64>, Vec<i6
     (kept, actual)
 }
 
+async fn live_ticket(pool: &kodi_tickets_server::db::Pool, pin: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT id FROM tickets WHERE lock_code = ? AND state IN ('unused', 'in_use')",
+    )
+    .bind(pin)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 #[rocket::async_test]
 async fn the_block_counts_follow_every_change_to_a_ticket() {
     let s = TestServer::start().await;
@@ -222,24 +232,14 @@ async fn the_block_counts_follow_every_change_to_a_ticket() {
         .await
         .unwrap();
     tickets::expire_due(&pool, 1).await.unwrap();
-    let first_running: i64 =
-        sqlx::query_scalar("SELECT id FROM tickets WHERE lock_code = ? AND state = 'in_use'")
-            .bind(&kid_pins[2])
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert!(tickets::end_now(&pool, first_running).await.unwrap());
+    let running = live_ticket(&pool, &kid_pins[2]).await;
+    assert!(tickets::end_now(&pool, running).await.unwrap());
     sqlx::query("UPDATE tickets SET state = 'revoked' WHERE lock_code = ?")
         .bind(&kid_pins[20])
         .execute(&pool)
         .await
         .unwrap();
-    let unused: i64 =
-        sqlx::query_scalar("SELECT id FROM tickets WHERE lock_code = ? AND state = 'unused'")
-            .bind(&kid_pins[21])
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let unused = live_ticket(&pool, &kid_pins[21]).await;
     assert!(tickets::delete(&pool, unused).await.unwrap());
     let (kept, actual) = block_counts(&pool).await;
     assert_eq!((kept.iter().sum::<i64>(), &kept), (55, &actual));
