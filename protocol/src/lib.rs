@@ -2,6 +2,8 @@
 //!
 //! Field names keep those of the original Flask version so existing Kodi scripts keep working.
 
+pub mod script;
+
 use serde::{Deserialize, Serialize};
 
 /// Body of `POST /api/login`.

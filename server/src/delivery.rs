@@ -8,20 +8,18 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kodi_tickets_protocol::script::Run;
 use rocket::fairing::AdHoc;
 use rocket::tokio::sync::Notify;
 use rocket::tokio::{self, process::Command, time};
 use rocket_db_pools::Database;
 
 use crate::config::AppConfig;
-use crate::db::deliveries::{self, Job, Outcome};
+use crate::db::deliveries::{self, Job};
 use crate::db::{self, Db};
 use crate::presence::Presence;
+use crate::views::rfc3339;
 
-/// Exit code with which the script says "a profile session is in use, try later" (EX_TEMPFAIL).
-pub const EXIT_BUSY: i32 = 75;
-/// How much of the script's output is kept, from its end.
-const OUTPUT_TAIL: usize = 600;
 /// The worker looks at the outbox at least this often, e.g. for busy retries.
 const IDLE_POLL: Duration = Duration::from_secs(15);
 
@@ -96,38 +94,19 @@ async fn run_worker(pool: db::Pool, config: AppConfig, waker: Waker) {
 
 async fn run_job(pool: &db::Pool, config: &AppConfig, job: Job) {
     let run = run_script(config, &job).await;
-    let (outcome, message) = match run.exit_code {
-        Some(0) => (Outcome::Applied, "applied to Kodi".to_owned()),
-        Some(EXIT_BUSY) => (
-            Outcome::Busy,
-            "Kodi is in use; waiting for the session to end".to_owned(),
-        ),
-        _ => (Outcome::Failed, run.summary()),
-    };
-    append_exec_log(&config.exec_log, &job, &run);
-    if let Err(e) = deliveries::finish(pool, job.id, outcome, run.exit_code, &message).await {
+    let report = run.report();
+    let label = format!("ticket={} delivery={}", job.ticket_id, job.id);
+    append_exec_log(&config.exec_log, &run.log_line(&rfc3339(db::now()), &label));
+    if let Err(e) = deliveries::finish(
+        pool,
+        job.id,
+        report.outcome,
+        report.exit_code,
+        &report.message,
+    )
+    .await
+    {
         tracing::error!("cannot record delivery {}: {e}", job.id);
-    }
-}
-
-struct Run {
-    command: String,
-    exit_code: Option<i32>,
-    duration: Duration,
-    output: String,
-    problem: Option<String>,
-}
-
-impl Run {
-    fn summary(&self) -> String {
-        match (&self.problem, self.exit_code) {
-            (Some(p), _) => p.clone(),
-            (None, Some(code)) => {
-                let last = self.output.lines().last().unwrap_or("").trim();
-                format!("the Kodi script failed (exit {code}): {last}")
-            }
-            (None, None) => "the Kodi script was killed".into(),
-        }
     }
 }
 
@@ -186,13 +165,8 @@ async fn run_script(config: &AppConfig, job: &Job) -> Run {
     let (mut command, shown) = match command_for(config, job) {
         Ok(c) => c,
         Err(problem) => {
-            return Run {
-                command: format!("{}:****", job.profile_name),
-                exit_code: None,
-                duration: started.elapsed(),
-                output: String::new(),
-                problem: Some(problem),
-            }
+            let masked = format!("{}:****", job.profile_name);
+            return Run::new(masked, started.elapsed(), Err(problem), &job.lock_code);
         }
     };
     let command_line = shown;
@@ -220,64 +194,10 @@ async fn run_script(config: &AppConfig, job: &Job) -> Run {
             }
         }
     };
-    let duration = started.elapsed();
-    match finished {
-        Ok(output) => {
-            let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&output.stderr));
-            Run {
-                command: command_line,
-                exit_code: output.status.code(),
-                duration,
-                output: mask(&tail(&text), &job.lock_code),
-                problem: None,
-            }
-        }
-        Err(problem) => Run {
-            command: command_line,
-            exit_code: None,
-            duration,
-            output: String::new(),
-            problem: Some(problem),
-        },
-    }
+    Run::new(command_line, started.elapsed(), finished, &job.lock_code)
 }
 
-fn tail(text: &str) -> String {
-    let text = text.trim_end();
-    let mut start = text.len().saturating_sub(OUTPUT_TAIL);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    text[start..].to_owned()
-}
-
-/// Hides the PIN should the script ever print it.
-fn mask(text: &str, lock_code: &str) -> String {
-    text.replace(lock_code, "****")
-}
-
-/// One line per run. Every field written with `{:?}` escapes newlines and quotes, so no
-/// profile name or script output can forge a line of its own.
-fn log_line(job: &Job, run: &Run) -> String {
-    let at = crate::views::rfc3339(db::now());
-    let exit = run
-        .exit_code
-        .map(|c| c.to_string())
-        .unwrap_or_else(|| "none".into());
-    let output = run.problem.as_deref().unwrap_or(&run.output);
-    format!(
-        "{at} ticket={} delivery={} exit={exit} duration_ms={} command={:?} output={:?}\n",
-        job.ticket_id,
-        job.id,
-        run.duration.as_millis(),
-        run.command,
-        output
-    )
-}
-
-fn append_exec_log(path: &Path, job: &Job, run: &Run) {
-    let line = log_line(job, run);
+fn append_exec_log(path: &Path, line: &str) {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -295,45 +215,10 @@ fn append_exec_log(path: &Path, job: &Job, run: &Run) {
 mod tests {
     use super::*;
 
-    fn job(name: &str) -> Job {
-        Job {
-            id: 7,
-            ticket_id: 3,
-            profile_name: name.into(),
-            lock_code: "0420".into(),
-            method: "local".into(),
-            ssh: None,
-        }
-    }
-
     #[test]
     fn remote_words_are_quoted_for_the_shell() {
         assert_eq!(shell_quote("Kids:0420"), "'Kids:0420'");
         assert_eq!(shell_quote("Bob's room:1234"), r"'Bob'\''s room:1234'");
         assert_eq!(shell_quote("$(reboot);`x`"), "'$(reboot);`x`'");
-    }
-
-    #[test]
-    fn log_lines_cannot_be_forged_by_names_or_output() {
-        let job = job("Kids\n2026-01-01T00:00:00Z ticket=1 exit=0");
-        let run = Run {
-            command: format!("script {}:****", job.profile_name),
-            exit_code: Some(1),
-            duration: Duration::from_millis(5),
-            output: "line one\nline two \"quoted\"".into(),
-            problem: None,
-        };
-        let line = log_line(&job, &run);
-        assert_eq!(line.matches('\n').count(), 1, "{line}");
-        assert!(line.ends_with('\n'));
-        assert!(line.contains("exit=1"));
-    }
-
-    #[test]
-    fn output_keeps_its_tail_and_hides_the_pin() {
-        let long = "x".repeat(2000) + "the end 0420";
-        let kept = mask(&tail(&long), "0420");
-        assert!(kept.len() <= OUTPUT_TAIL);
-        assert!(kept.ends_with("the end ****"));
     }
 }

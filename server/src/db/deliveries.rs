@@ -1,5 +1,7 @@
 //! The delivery outbox: one row per ticket whose PIN must reach Kodi.
 
+use kodi_tickets_protocol::DeliveryOutcome;
+
 use super::{now, Pool};
 
 /// Seconds between retries while Kodi is busy (a profile session is in use).
@@ -103,26 +105,18 @@ pub async fn next_due_at(pool: &Pool) -> Result<Option<i64>, sqlx::Error> {
     .await
 }
 
-#[derive(Debug, Clone, Copy)]
-pub enum Outcome {
-    Applied,
-    /// Kodi is in use; try again later.
-    Busy,
-    Failed,
-}
-
 pub async fn finish(
     pool: &Pool,
     id: i64,
-    outcome: Outcome,
+    outcome: DeliveryOutcome,
     exit_code: Option<i32>,
     message: &str,
 ) -> Result<(), sqlx::Error> {
     let t = now();
     let (status, next) = match outcome {
-        Outcome::Applied => ("applied", t),
-        Outcome::Busy => ("pending", t + BUSY_RETRY_SECS),
-        Outcome::Failed => ("failed", t),
+        DeliveryOutcome::Applied => ("applied", t),
+        DeliveryOutcome::Busy => ("pending", t + BUSY_RETRY_SECS),
+        DeliveryOutcome::Failed => ("failed", t),
     };
     sqlx::query(
         "UPDATE deliveries SET status = ?, next_attempt_at = ?, last_exit_code = ?, last_message = ?,
@@ -187,14 +181,14 @@ pub async fn report(
     pool: &Pool,
     id: i64,
     device_id: i64,
-    outcome: Outcome,
+    outcome: DeliveryOutcome,
     exit_code: Option<i32>,
     message: &str,
 ) -> Result<bool, sqlx::Error> {
     let status = match outcome {
-        Outcome::Applied => "applied",
-        Outcome::Busy => "pending",
-        Outcome::Failed => "failed",
+        DeliveryOutcome::Applied => "applied",
+        DeliveryOutcome::Busy => "pending",
+        DeliveryOutcome::Failed => "failed",
     };
     let r = sqlx::query(
         "UPDATE deliveries SET status = ?, last_exit_code = ?, last_message = ?, updated_at = ?,

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use kodi_tickets_protocol::{AgentEvent, AgentStatus, DeliveryOutcome, DeliveryReport};
+use kodi_tickets_protocol::{AgentEvent, AgentStatus, DeliveryReport};
 use rocket::response::stream::{Event, EventStream};
 use rocket::serde::json::Json;
 use rocket::tokio::{self, time};
@@ -108,13 +108,17 @@ async fn report(
     db: &Db,
     waker: &State<Waker>,
 ) -> Result<Json<serde_json::Value>> {
-    let outcome = match report.outcome {
-        DeliveryOutcome::Applied => deliveries::Outcome::Applied,
-        DeliveryOutcome::Busy => deliveries::Outcome::Busy,
-        DeliveryOutcome::Failed => deliveries::Outcome::Failed,
-    };
     let message: String = report.message.chars().take(500).collect();
-    if !deliveries::report(db, id, device.id, outcome, report.exit_code, &message).await? {
+    if !deliveries::report(
+        db,
+        id,
+        device.id,
+        report.outcome,
+        report.exit_code,
+        &message,
+    )
+    .await?
+    {
         return Err(Error::NotFoundMessage(
             "no such delivery for this device".into(),
         ));
