@@ -2,7 +2,7 @@
 //! and loopback, seeds it, loads it over HTTP with its own load generator, and prints the
 //! figures of issue 5 with their targets; writes them as JSON to compare across commits.
 //!
-//! `cargo run --release -p kodi-tickets-bench` (see bench/README.md); `--smoke` for a tiny
+//! `cargo run --release -p kodi-tickets-bench` (see README.md, Performance); `--smoke` for a tiny
 //! run of every figure in seconds (used by `tests/smoke.rs`).
 
 mod admin;
