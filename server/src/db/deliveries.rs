@@ -105,6 +105,15 @@ pub async fn next_due_at(pool: &Pool) -> Result<Option<i64>, sqlx::Error> {
     .await
 }
 
+/// A delivery's status after a run with this outcome: a busy Kodi is tried again later.
+fn status_after(outcome: DeliveryOutcome) -> &'static str {
+    match outcome {
+        DeliveryOutcome::Applied => "applied",
+        DeliveryOutcome::Busy => "pending",
+        DeliveryOutcome::Failed => "failed",
+    }
+}
+
 pub async fn finish(
     pool: &Pool,
     id: i64,
@@ -113,16 +122,15 @@ pub async fn finish(
     message: &str,
 ) -> Result<(), sqlx::Error> {
     let t = now();
-    let (status, next) = match outcome {
-        DeliveryOutcome::Applied => ("applied", t),
-        DeliveryOutcome::Busy => ("pending", t + BUSY_RETRY_SECS),
-        DeliveryOutcome::Failed => ("failed", t),
+    let next = match outcome {
+        DeliveryOutcome::Busy => t + BUSY_RETRY_SECS,
+        DeliveryOutcome::Applied | DeliveryOutcome::Failed => t,
     };
     sqlx::query(
         "UPDATE deliveries SET status = ?, next_attempt_at = ?, last_exit_code = ?, last_message = ?,
                 updated_at = ? WHERE id = ?",
     )
-    .bind(status)
+    .bind(status_after(outcome))
     .bind(next)
     .bind(exit_code)
     .bind(message)
@@ -133,8 +141,7 @@ pub async fn finish(
     Ok(())
 }
 
-/// Queues a failed delivery again (the retry button); `false` if it was not failed.
-/// Queues a failed delivery again; `None` if the ticket's delivery had not failed, else the
+/// Queues a failed delivery again (the retry button); `None` if the ticket's delivery had not failed, else the
 /// device it goes to.
 pub async fn retry(pool: &Pool, ticket_id: i64) -> Result<Option<Option<i64>>, sqlx::Error> {
     let t = now();
@@ -185,17 +192,12 @@ pub async fn report(
     exit_code: Option<i32>,
     message: &str,
 ) -> Result<bool, sqlx::Error> {
-    let status = match outcome {
-        DeliveryOutcome::Applied => "applied",
-        DeliveryOutcome::Busy => "pending",
-        DeliveryOutcome::Failed => "failed",
-    };
     let r = sqlx::query(
         "UPDATE deliveries SET status = ?, last_exit_code = ?, last_message = ?, updated_at = ?,
                 attempts = attempts + 1
          WHERE id = ? AND device_id = ? AND method = 'agent'",
     )
-    .bind(status)
+    .bind(status_after(outcome))
     .bind(exit_code)
     .bind(message)
     .bind(now())
