@@ -5,14 +5,10 @@ use std::sync::{Arc, Mutex};
 
 use rocket::tokio::sync::watch;
 
+/// Per connected device, the wake-up line its open event streams listen on; a device is in
+/// the map while it has a stream.
 #[derive(Default, Clone)]
-pub struct Presence(Arc<Mutex<HashMap<i64, Line>>>);
-
-/// The open event streams of one device.
-struct Line {
-    streams: usize,
-    changed: watch::Sender<()>,
-}
+pub struct Presence(Arc<Mutex<HashMap<i64, watch::Sender<()>>>>);
 
 /// Held by an open event stream; the device counts as online while one exists.
 pub struct Connected {
@@ -23,16 +19,15 @@ pub struct Connected {
 
 impl Presence {
     pub fn connect(&self, device_id: i64) -> Connected {
-        let mut map = self.lock();
-        let line = map.entry(device_id).or_insert_with(|| Line {
-            streams: 0,
-            changed: watch::channel(()).0,
-        });
-        line.streams += 1;
+        let changes = self
+            .lock()
+            .entry(device_id)
+            .or_insert_with(|| watch::channel(()).0)
+            .subscribe();
         Connected {
             presence: self.clone(),
             device_id,
-            changes: line.changed.subscribe(),
+            changes,
         }
     }
 
@@ -44,11 +39,11 @@ impl Presence {
     /// wake up: with many boxes connected, a change costs the same as with one.
     pub fn wake(&self, device_id: i64) {
         if let Some(line) = self.lock().get(&device_id) {
-            line.changed.send_replace(());
+            line.send_replace(());
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Line>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, watch::Sender<()>>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -64,11 +59,12 @@ impl Connected {
 impl Drop for Connected {
     fn drop(&mut self) {
         let mut map = self.presence.lock();
-        if let Some(line) = map.get_mut(&self.device_id) {
-            line.streams -= 1;
-            if line.streams == 0 {
-                map.remove(&self.device_id);
-            }
+        // NOTE: this stream's own receiver is still counted: it is dropped after this.
+        if map
+            .get(&self.device_id)
+            .is_some_and(|line| line.receiver_count() <= 1)
+        {
+            map.remove(&self.device_id);
         }
     }
 }
