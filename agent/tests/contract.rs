@@ -186,13 +186,34 @@ async fn tickets_reach_the_agent_at_least_once_and_reports_come_back() {
     client.report(second_delivery, &busy).await.unwrap();
     assert_eq!(server.delivery(second).await.1, "pending");
 
-    // Failed on the box, then retried from the page: sent again on the open stream.
+    // Failed on the box (reported as the agent does), then retried from the page: sent again
+    // on the open stream.
     let failed = DeliveryReport {
         outcome: DeliveryOutcome::Failed,
         exit_code: Some(1),
         message: "the Kodi script failed".into(),
     };
     client.report(second_delivery, &failed).await.unwrap();
+    assert_eq!(server.delivery(second).await.1, "failed");
+    db::deliveries::retry(&server.pool, second).await.unwrap();
+    server.waker.wake(Some(device));
+    let AgentEvent::Arm { ticket_id, .. } = next_event(&mut events).await else {
+        panic!("expected the retried delivery")
+    };
+    assert_eq!(ticket_id, second);
+
+    // Failed again and retried before the open stream looked at the failure (no wake-up in
+    // between): still sent again.
+    db::deliveries::report(
+        &server.pool,
+        second_delivery,
+        device,
+        DeliveryOutcome::Failed,
+        Some(1),
+        "the Kodi script failed",
+    )
+    .await
+    .unwrap();
     assert_eq!(server.delivery(second).await.1, "failed");
     let retried = db::deliveries::retry(&server.pool, second).await.unwrap();
     assert_eq!(

@@ -13,6 +13,9 @@ pub struct Job {
     pub ticket_id: i64,
     pub profile_name: String,
     pub lock_code: String,
+    /// How often it was queued again (Retry): a new count is a new thing to send.
+    #[sqlx(default)]
+    pub requeues: i64,
     /// How the server runs it: `local`, or `ssh` to the device below.
     #[sqlx(default)]
     pub method: String,
@@ -146,7 +149,8 @@ pub async fn finish(
 pub async fn retry(pool: &Pool, ticket_id: i64) -> Result<Option<Option<i64>>, sqlx::Error> {
     let t = now();
     sqlx::query_scalar(
-        "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, updated_at = ?1
+        "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, updated_at = ?1,
+                requeues = requeues + 1
          WHERE ticket_id = ?2 AND status = 'failed'
          RETURNING device_id",
     )
@@ -172,7 +176,7 @@ pub async fn requeue_interrupted(pool: &Pool) -> Result<u64, sqlx::Error> {
 /// The deliveries waiting for a device's agent, oldest first.
 pub async fn pending_for_device(pool: &Pool, device_id: i64) -> Result<Vec<Job>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT d.id, d.ticket_id, p.name AS profile_name, t.lock_code
+        "SELECT d.id, d.ticket_id, p.name AS profile_name, t.lock_code, d.requeues
          FROM deliveries d JOIN tickets t ON t.id = d.ticket_id JOIN profiles p ON p.id = t.profile_id
          WHERE d.device_id = ? AND d.method = 'agent' AND d.status IN ('pending', 'running')
          ORDER BY d.id",

@@ -48,9 +48,7 @@ fn events(
             }
             let pending = match deliveries::pending_for_device(&pool, device.id).await {
                 Ok(pending) => {
-                    // NOTE: a delivery that stopped waiting (applied, failed) is forgotten, so
-                    // that one queued again (the page's Retry) is sent again.
-                    sent_deliveries.retain(|id| pending.iter().any(|job| job.id == *id));
+                    sent_deliveries.retain(|sent| pending.iter().any(|job| sent == &(job.id, job.requeues)));
                     pending
                 }
                 Err(e) => {
@@ -59,7 +57,9 @@ fn events(
                 }
             };
             for job in pending {
-                if sent_deliveries.insert(job.id) {
+                // NOTE: keyed by the requeue count too: a delivery that failed and was queued
+                // again (the page's Retry) before this stream looked is still sent again.
+                if sent_deliveries.insert((job.id, job.requeues)) {
                     yield Event::json(&AgentEvent::Arm {
                         delivery_id: job.id,
                         ticket_id: job.ticket_id,
