@@ -18,11 +18,12 @@ $KODI_TEST_ARTIFACTS) as kodi-failure-<test>-<n>.png / .kodi.log.
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
-from kodi_harness import KodiHarness, Profile, missing_requirements
+from kodi_harness import HarnessError, KodiHarness, Profile, missing_requirements
 
 DEFAULT_PROFILES = [Profile("Kids", pin="1234"), Profile("Tickets")]
 DEFAULT_MASTER_PIN = "2580"
@@ -30,16 +31,30 @@ ARTIFACTS = Path(os.environ.get("KODI_TEST_ARTIFACTS")
                  or Path(__file__).resolve().parents[1] / "artifacts")
 
 
+# Kodi start-ups that failed and were tried once more: printed at the end of the run.
+START_RETRIES = []
+
+
 class KodiFactory:
     def __init__(self):
         self.instances = []
 
     def __call__(self, profiles=None, master_pin=DEFAULT_MASTER_PIN, **kw) -> KodiHarness:
-        k = KodiHarness(profiles=DEFAULT_PROFILES if profiles is None else profiles,
-                        master_pin=master_pin, **kw)
-        self.instances.append(k)
-        k.start()
-        return k
+        """A fresh Kodi at its login screen. NOTE: a Kodi that fails to *start* under Xvfb
+        is started once more from scratch, loudly; nothing else in these tests is retried."""
+        for attempt in (1, 2):
+            k = KodiHarness(profiles=DEFAULT_PROFILES if profiles is None else profiles,
+                            master_pin=master_pin, **kw)
+            self.instances.append(k)
+            try:
+                k.start()
+                return k
+            except HarnessError as e:
+                if attempt == 2:
+                    raise
+                START_RETRIES.append(str(e))
+                print("\n!!!!! KODI FAILED TO START; STARTING IT ONCE MORE !!!!!\n%s" % e,
+                      file=sys.stderr)
 
     def stop_all(self):
         for k in self.instances:
@@ -99,3 +114,12 @@ def pytest_runtest_makereport(item, call):
                 shutil.copyfile(k.kodi_log, base.with_suffix(".kodi.log"))
         except Exception as e:  # reporting must never hide the real failure
             report.sections.append(("kodi #%d artifacts" % i, "could not save: %r" % e))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if START_RETRIES:
+        terminalreporter.section("KODI START-UP RETRIED", sep="!")
+        for reason in START_RETRIES:
+            terminalreporter.write_line(reason.splitlines()[0] if reason else "(no reason)")
+        terminalreporter.write_line("%d Kodi start-up(s) failed and were tried once more"
+                                    % len(START_RETRIES))
