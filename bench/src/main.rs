@@ -7,27 +7,22 @@
 
 mod admin;
 mod load;
+mod parts;
 mod procs;
 mod report;
 mod seed;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use futures::StreamExt;
-use kodi_tickets_agent::server::ServerClient;
-use kodi_tickets_protocol::{AgentEvent, DeliveryOutcome, DeliveryReport};
-use reqwest::header::AUTHORIZATION;
 use serde_json::{json, Map, Value};
-use sqlx::SqlitePool;
-use tokio::sync::mpsc;
 
 use crate::admin::Browser;
-use crate::load::{closed_loop, median, Stats};
+use crate::parts::Bench;
 use crate::procs::Paths;
 use crate::report::{Figure, Target};
 
@@ -39,6 +34,25 @@ const API_PINS: u32 = 100;
 const PAGE_LIVE: usize = 10;
 /// Fresh PINs for `POST /api/login` start here (after the two sets above).
 const LOGIN_FIRST_PIN: u32 = 200;
+
+/// The order of the figures in the table and the JSON, whatever order they ran in.
+const REPORT_ORDER: [&str; 15] = [
+    "api_ticket_vs_healthz_throughput",
+    "api_ticket_p99_ms",
+    "api_login_per_s",
+    "create_nth_vs_first",
+    "profile_page_p50_ms",
+    "admin_login_api_p99_ratio",
+    "ticket_to_agent_p50_ms",
+    "ticket_to_agent_p99_ms",
+    "agents_1000_max_ms",
+    "agents_1000_issue_all_s",
+    "agents_1000_errors",
+    "server_rss_idle_mib",
+    "server_rss_load_mib",
+    "agent_rss_idle_mib",
+    "cold_start_ms",
+];
 
 const USAGE: &str = "\
 usage: kodi-tickets-bench [--smoke] [--out FILE] [--rounds N] [--no-build]
@@ -310,52 +324,6 @@ fn phase(name: &str) {
     eprintln!("== {name}");
 }
 
-/// `GET /healthz` on `connections` connections.
-async fn healthz_load(base: &str, connections: usize, duration: Duration) -> Stats {
-    let url = format!("{base}/healthz");
-    closed_loop(base, connections, duration, None, move |client, _| {
-        load::ok(client.get(url.clone()))
-    })
-    .await
-}
-
-/// `GET /api/ticket/<pin>` with a device token, cycling through `pins`.
-async fn ticket_load(
-    base: &str,
-    token: &str,
-    pins: Arc<Vec<String>>,
-    connections: usize,
-    duration: Duration,
-) -> Stats {
-    let (base_url, auth) = (base.to_owned(), format!("Bearer {token}"));
-    closed_loop(base, connections, duration, None, move |client, i| {
-        let pin = &pins[i as usize % pins.len()];
-        load::ok(
-            client
-                .get(format!("{base_url}/api/ticket/{pin}"))
-                .header(AUTHORIZATION, auth.clone()),
-        )
-    })
-    .await
-}
-
-/// Times `samples` ticket creations on a profile, each ended again right after.
-async fn time_creations(
-    browser: &Browser,
-    db: &SqlitePool,
-    profile: i64,
-    samples: usize,
-) -> anyhow::Result<Vec<f64>> {
-    let mut times = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        let sent = Instant::now();
-        browser.create_ticket(profile, 30).await?;
-        times.push(ms(sent.elapsed()));
-        seed::end_live(db, Some(profile), "revoked").await?;
-    }
-    Ok(times)
-}
-
 fn quantiles_ms(mut values: Vec<f64>) -> (f64, f64, f64) {
     values.sort_by(|a, b| a.total_cmp(b));
     let us: Vec<u64> = values.iter().map(|v| (v * 1000.0) as u64).collect();
@@ -491,94 +459,6 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
     }
     tokio::time::sleep(scale.settle).await;
 
-    let mut f_ratio = Figure::new(
-        "api_ticket_vs_healthz_throughput",
-        format!(
-            "`GET /api/ticket/<pin>` with a device token, {} connections: throughput as a ratio of `GET /healthz`",
-            scale.connections
-        ),
-        "×",
-        Target::AtLeast(0.5),
-    );
-    let mut f_p99 = Figure::new(
-        "api_ticket_p99_ms",
-        "same: p99 latency",
-        "ms",
-        Target::Below(10.0),
-    );
-    let mut f_login = Figure::new(
-        "api_login_per_s",
-        format!(
-            "`POST /api/login` on fresh PINs (each used once), {} connections: throughput",
-            scale.connections
-        ),
-        "/s",
-        Target::AtLeast(2000.0),
-    );
-    let mut f_create = Figure::new(
-        "create_nth_vs_first",
-        format!(
-            "creating live ticket no. {} vs the 1st (`POST /profiles/<id>/tickets`, PIN drawn among free codes)",
-            number_plain(scale.filler as u64 + 1)
-        ),
-        "×",
-        Target::AtMost(2.0),
-    );
-    let mut f_page = Figure::new(
-        "profile_page_p50_ms",
-        format!(
-            "profile page with {} tickets (live ones and the newest 50 ended): p50 render",
-            number_plain(scale.page_tickets as u64)
-        ),
-        "ms",
-        Target::Below(50.0),
-    );
-    let mut f_stall = Figure::new(
-        "admin_login_api_p99_ratio",
-        format!(
-            "API p99 while {} admin logins/s (argon2id) run, vs idle",
-            scale.logins_per_sec
-        ),
-        "×",
-        Target::Below(2.0),
-    );
-    let mut f_push50 = Figure::new(
-        "ticket_to_agent_p50_ms",
-        "ticket created → `arm` on the agent's open stream: p50",
-        "ms",
-        Target::Below(200.0),
-    );
-    let mut f_push99 = Figure::new(
-        "ticket_to_agent_p99_ms",
-        "ticket created → `arm` on the agent's open stream: p99",
-        "ms",
-        Target::Below(1000.0),
-    );
-    let mut f_fleet = Figure::new(
-        "agents_1000_max_ms",
-        format!(
-            "{} agents connected at once, a ticket each: slowest ticket → `arm`",
-            number_plain(scale.agents as u64)
-        ),
-        "ms",
-        Target::Below(2000.0),
-    );
-    let mut f_fleet_wall = Figure::new(
-        "agents_1000_issue_all_s",
-        format!(
-            "same: issuing the {} tickets over HTTP ({} at a time), first POST → last `arm`",
-            number_plain(scale.agents as u64),
-            scale.posters
-        ),
-        "s",
-        Target::Info,
-    );
-    let mut f_fleet_errors = Figure::new(
-        "agents_1000_errors",
-        "same: errors (failed connections, broken streams, missing `arm`s)",
-        "",
-        Target::Exactly(0.0),
-    );
     let mut f_rss_idle = Figure::new(
         "server_rss_idle_mib",
         "server RSS idle (seeded)",
@@ -620,384 +500,45 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
     let mut browser = Browser::open(&base, load::client()).await?;
     browser.login(ADMIN_USER, ADMIN_PASSWORD).await?;
 
-    // ---- API reads vs /healthz, same server, same run.
+    let bench = Bench {
+        scale,
+        base,
+        db,
+        browser,
+        api_token,
+        latency_token,
+        pins,
+        p_login,
+        p_page,
+        p_create,
+        p_filler,
+        p_latency,
+        sims,
+        sim_profiles,
+    };
+    let mut figures = Vec::new();
     if o.wants("api") {
-        let (mut healthz_rates, mut ticket_rates, mut ticket_p50, mut errors) =
-            (Vec::new(), Vec::new(), Vec::new(), 0);
-        for round in 0..rounds {
-            phase(&format!(
-                "API reads vs /healthz, round {}/{rounds}",
-                round + 1
-            ));
-            let (health, ticket) = if round % 2 == 0 {
-                let h = healthz_load(&base, scale.connections, scale.api()).await;
-                let t = ticket_load(
-                    &base,
-                    &api_token,
-                    pins.clone(),
-                    scale.connections,
-                    scale.api(),
-                )
-                .await;
-                (h, t)
-            } else {
-                let t = ticket_load(
-                    &base,
-                    &api_token,
-                    pins.clone(),
-                    scale.connections,
-                    scale.api(),
-                )
-                .await;
-                let h = healthz_load(&base, scale.connections, scale.api()).await;
-                (h, t)
-            };
-            errors += health.errors + ticket.errors;
-            healthz_rates.push(health.rate());
-            ticket_rates.push(ticket.rate());
-            ticket_p50.push(ticket.percentile_ms(0.5));
-            f_ratio.rounds.push(ticket.rate() / health.rate());
-            f_p99.rounds.push(ticket.percentile_ms(0.99));
-        }
-        f_ratio.detail("healthz_per_s", rounded(&healthz_rates));
-        f_ratio.detail("ticket_per_s", rounded(&ticket_rates));
-        f_ratio.detail("errors", errors);
-        f_p99.detail("p50_ms", rounded(&ticket_p50));
+        figures.extend(parts::api::reads(&bench).await?);
     }
-    // ---- Admin logins (argon2id) next to the same API load.
     if o.wants("stall") {
-        let login_browser = Browser::open(&base, load::client()).await?;
-        let (mut idle_p99, mut busy_p99, mut logins_ok, mut logins_failed, mut login_ms) =
-            (Vec::new(), Vec::new(), 0u64, 0u64, Vec::new());
-        for round in 0..rounds {
-            phase(&format!(
-                "API p99 with admin logins, round {}/{rounds}",
-                round + 1
-            ));
-            let idle = ticket_load(
-                &base,
-                &api_token,
-                pins.clone(),
-                scale.connections,
-                scale.api(),
-            )
-            .await;
-            let stop = Arc::new(AtomicBool::new(false));
-            let logins = {
-                let (stop, browser) = (stop.clone(), login_browser.clone());
-                let every = Duration::from_secs_f64(1.0 / scale.logins_per_sec);
-                tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(every);
-                    let mut runs = Vec::new();
-                    while !stop.load(Ordering::Relaxed) {
-                        tick.tick().await;
-                        let browser = browser.clone();
-                        runs.push(tokio::spawn(async move {
-                            let sent = Instant::now();
-                            let ok = browser.post_login(ADMIN_USER, ADMIN_PASSWORD).await.is_ok();
-                            (ok, ms(sent.elapsed()))
-                        }));
-                    }
-                    futures::future::join_all(runs).await
-                })
-            };
-            let busy = ticket_load(
-                &base,
-                &api_token,
-                pins.clone(),
-                scale.connections,
-                scale.api(),
-            )
-            .await;
-            stop.store(true, Ordering::Relaxed);
-            for (ok, took) in logins.await?.into_iter().flatten() {
-                if ok {
-                    logins_ok += 1;
-                    login_ms.push(took);
-                } else {
-                    logins_failed += 1;
-                }
-            }
-            idle_p99.push(idle.percentile_ms(0.99));
-            busy_p99.push(busy.percentile_ms(0.99));
-            f_stall
-                .rounds
-                .push(busy.percentile_ms(0.99) / idle.percentile_ms(0.99));
-        }
-        f_stall.detail("idle_p99_ms", rounded(&idle_p99));
-        f_stall.detail("with_logins_p99_ms", rounded(&busy_p99));
-        f_stall.detail("logins_ok", logins_ok);
-        f_stall.detail("logins_failed", logins_failed);
-        f_stall.detail("login_p50_ms", report::finite(median(&login_ms)));
+        figures.extend(parts::api::beside_admin_logins(&bench).await?);
     }
-    // ---- POST /api/login on fresh PINs.
     if o.wants("login") {
-        let (mut login_p99, mut login_errors, mut login_counts) = (Vec::new(), 0, Vec::new());
-        for round in 0..rounds {
-            phase(&format!("POST /api/login, round {}/{rounds}", round + 1));
-            let codes: Vec<u32> = (LOGIN_FIRST_PIN..LOGIN_FIRST_PIN + scale.login_pins).collect();
-            seed::tickets(&db, p_login, codes.iter().copied(), "unused").await?;
-            let fresh: Arc<Vec<String>> =
-                Arc::new(codes.iter().map(|c| format!("{c:04}")).collect());
-            let (url, auth) = (format!("{base}/api/login"), format!("Bearer {api_token}"));
-            let stats = closed_loop(
-                &base,
-                scale.connections,
-                scale.api(),
-                Some(scale.login_pins as u64),
-                move |client, i| {
-                    let body = json!({ "lock_code": fresh[i as usize] });
-                    load::ok(
-                        client
-                            .post(url.clone())
-                            .header(AUTHORIZATION, auth.clone())
-                            .json(&body),
-                    )
-                },
-            )
-            .await;
-            seed::end_live(&db, Some(p_login), "expired").await?;
-            login_errors += stats.errors;
-            login_counts.push(stats.ok as f64);
-            login_p99.push(stats.percentile_ms(0.99));
-            f_login.rounds.push(stats.rate());
-        }
-        f_login.detail("logins", rounded(&login_counts));
-        f_login.detail("p99_ms", rounded(&login_p99));
-        f_login.detail("errors", login_errors);
+        figures.extend(parts::logins::pin_logins(&bench).await?);
     }
-    // ---- The profile page with its history.
     if o.wants("page") {
-        let page_bytes = browser.profile_page(p_page).await?;
-        let mut page_p99 = Vec::new();
-        for round in 0..rounds {
-            phase(&format!("profile page, round {}/{rounds}", round + 1));
-            let mut times = Vec::new();
-            for _ in 0..scale.page_requests {
-                let sent = Instant::now();
-                browser.profile_page(p_page).await?;
-                times.push(ms(sent.elapsed()));
-            }
-            let (p50, p99, _) = quantiles_ms(times);
-            f_page.rounds.push(p50);
-            page_p99.push(p99);
-        }
-        f_page.detail("p99_ms", rounded(&page_p99));
-        f_page.detail("page_bytes", page_bytes);
+        figures.extend(parts::pages::profile_page(&bench).await?);
     }
-    // ---- Creating the 1st live ticket, then the (filler + 1)-th.
     if o.wants("create") {
-        seed::end_live(&db, None, "expired").await?;
-        let (mut first_ms, mut nth_ms) = (Vec::new(), Vec::new());
-        for round in 0..rounds {
-            phase(&format!(
-                "ticket creation 1st vs n-th, round {}/{rounds}",
-                round + 1
-            ));
-            let first =
-                median(&time_creations(&browser, &db, p_create, scale.create_samples).await?);
-            seed::revive(&db, p_filler).await?;
-            let live = seed::live_count(&db).await?;
-            if live != scale.filler as i64 {
-                bail!(
-                    "{live} live tickets before the n-th creation, not {}",
-                    scale.filler
-                );
-            }
-            let nth = median(&time_creations(&browser, &db, p_create, scale.create_samples).await?);
-            seed::end_live(&db, Some(p_filler), "expired").await?;
-            first_ms.push(first);
-            nth_ms.push(nth);
-            f_create.rounds.push(nth / first);
-        }
-        f_create.detail("first_ms", rounded(&first_ms));
-        f_create.detail("nth_ms", rounded(&nth_ms));
+        figures.extend(parts::pages::creations(&bench).await?);
     }
-    // ---- Ticket created → the agent's `arm`, on one open stream (the agent's real client).
     if o.wants("push") {
-        let latency_client = ServerClient::new(&base, &latency_token)?;
-        let stream = latency_client.events().await?;
-        let (tx, mut arrivals) = mpsc::unbounded_channel();
-        let reader = tokio::spawn(async move {
-            let mut stream = Box::pin(stream);
-            while let Some(item) = stream.next().await {
-                if tx.send((Instant::now(), item)).is_err() {
-                    break;
-                }
-            }
-        });
-        let applied = DeliveryReport {
-            outcome: DeliveryOutcome::Applied,
-            exit_code: Some(0),
-            message: "applied to Kodi".into(),
-        };
-        let mut push_max = Vec::new();
-        for round in 0..rounds {
-            phase(&format!("ticket → agent, round {}/{rounds}", round + 1));
-            let mut latencies = Vec::new();
-            for _ in 0..scale.latency_tickets {
-                browser.create_ticket(p_latency, 30).await?;
-                let returned = Instant::now();
-                let delivery = loop {
-                    match tokio::time::timeout(Duration::from_secs(10), arrivals.recv()).await {
-                        Ok(Some((at, Ok(AgentEvent::Arm { delivery_id, .. })))) => {
-                            latencies.push(ms(at.saturating_duration_since(returned)));
-                            break delivery_id;
-                        }
-                        Ok(Some((_, Ok(_)))) => continue,
-                        Ok(Some((_, Err(e)))) => bail!("the agent's stream broke: {e}"),
-                        Ok(None) => bail!("the agent's stream ended"),
-                        Err(_) => bail!("no arm event within 10 s of a ticket"),
-                    }
-                };
-                latency_client.report(delivery, &applied).await?;
-            }
-            let (p50, p99, max) = quantiles_ms(latencies);
-            f_push50.rounds.push(p50);
-            f_push99.rounds.push(p99);
-            push_max.push(max);
-        }
-        reader.abort();
-        f_push99.detail("max_ms", rounded(&push_max));
-        f_push50.detail("tickets_per_round", scale.latency_tickets);
+        figures.extend(parts::agents::ticket_to_agent(&bench).await?);
     }
-    // ---- Many agents at once.
     if o.wants("fleet") {
-        phase(&format!("connecting {} agents", scale.agents));
-        let mut poster = Browser::open(&base, load::pooled_client(scale.posters)).await?;
-        poster.login(ADMIN_USER, ADMIN_PASSWORD).await?;
-        let connected = Arc::new(AtomicUsize::new(0));
-        let (tx, mut fleet) = mpsc::unbounded_channel::<(usize, Instant, Result<i64, String>)>();
-        let connecting = Instant::now();
-        let mut streams = Vec::with_capacity(scale.agents);
-        for (i, (_, token)) in sims.iter().enumerate() {
-            let client = ServerClient::new(&base, token)?;
-            let (tx, connected) = (tx.clone(), connected.clone());
-            streams.push(tokio::spawn(async move {
-                let stream = match client.events().await {
-                    Ok(stream) => stream,
-                    Err(e) => {
-                        let _ = tx.send((i, Instant::now(), Err(format!("connect: {e}"))));
-                        return;
-                    }
-                };
-                connected.fetch_add(1, Ordering::Relaxed);
-                let mut stream = Box::pin(stream);
-                while let Some(item) = stream.next().await {
-                    let at = Instant::now();
-                    let event = match item {
-                        Ok(AgentEvent::Arm { ticket_id, .. }) => Ok(ticket_id),
-                        Ok(_) => continue,
-                        Err(e) => Err(format!("stream: {e}")),
-                    };
-                    if tx.send((i, at, event)).is_err() {
-                        return;
-                    }
-                }
-                let _ = tx.send((i, Instant::now(), Err("stream ended".into())));
-            }));
-        }
-        drop(tx);
-        let mut fleet_errors: Vec<String> = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while connected.load(Ordering::Relaxed) + fleet_errors.len() < scale.agents
-            && Instant::now() < deadline
-        {
-            if let Ok(Some((_, _, Err(e)))) =
-                tokio::time::timeout(Duration::from_millis(20), fleet.recv()).await
-            {
-                fleet_errors.push(e);
-            }
-        }
-        let connect_ms = ms(connecting.elapsed());
-        let open = connected.load(Ordering::Relaxed);
-        if open < scale.agents {
-            fleet_errors.push(format!("{} of {} agents connected", open, scale.agents));
-        }
-        let (mut fleet_p50, mut fleet_wall, mut fleet_issue, mut fleet_issued) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for round in 0..rounds {
-            phase(&format!(
-                "{} agents, a ticket each, round {}/{rounds}",
-                scale.agents,
-                round + 1
-            ));
-            let before = seed::max_ticket_id(&db).await?;
-            let first_post = Instant::now();
-            let posted: Vec<(usize, anyhow::Result<Instant>)> =
-                futures::stream::iter(sim_profiles.iter().copied().enumerate())
-                    .map(|(i, profile)| {
-                        let browser = poster.clone();
-                        let budget = first_post + scale.issue_budget;
-                        async move {
-                            if Instant::now() > budget {
-                                return (i, Err(anyhow::anyhow!("not issued within the budget")));
-                            }
-                            let result = browser.create_ticket(profile, 30).await;
-                            (i, result.map(|_| Instant::now()))
-                        }
-                    })
-                    .buffer_unordered(scale.posters)
-                    .collect()
-                    .await;
-            fleet_issue.push(ms(first_post.elapsed()));
-            let mut returned = vec![None; scale.agents];
-            for (i, result) in posted {
-                match result {
-                    Ok(at) => returned[i] = Some(at),
-                    Err(e) => fleet_errors.push(format!("creating a ticket: {e}")),
-                }
-            }
-            let expected = returned.iter().filter(|r| r.is_some()).count();
-            fleet_issued.push(expected as f64);
-            let mut arrived: Vec<Option<Instant>> = vec![None; scale.agents];
-            let mut count = 0;
-            let deadline = Instant::now() + scale.arm_timeout;
-            while count < expected {
-                match tokio::time::timeout_at(deadline.into(), fleet.recv()).await {
-                    Ok(Some((i, at, Ok(ticket)))) if ticket > before => {
-                        if arrived[i].is_none() {
-                            arrived[i] = Some(at);
-                            count += 1;
-                        }
-                    }
-                    Ok(Some((_, _, Ok(_)))) => {}
-                    Ok(Some((i, _, Err(e)))) => fleet_errors.push(format!("agent {i}: {e}")),
-                    Ok(None) | Err(_) => break,
-                }
-            }
-            let mut latencies = Vec::new();
-            let mut last = first_post;
-            for (ret, arr) in returned.iter().zip(&arrived) {
-                match (ret, arr) {
-                    (Some(ret), Some(arr)) => {
-                        latencies.push(ms(arr.saturating_duration_since(*ret)));
-                        last = last.max(*arr);
-                    }
-                    (Some(_), None) => fleet_errors.push("an arm never arrived".into()),
-                    _ => {}
-                }
-            }
-            let (p50, _, max) = quantiles_ms(latencies);
-            f_fleet.rounds.push(max);
-            fleet_p50.push(p50);
-            fleet_wall.push(ms(last.duration_since(first_post)));
-            seed::settle_deliveries(&db, before).await?;
-            seed::end_after(&db, before).await?;
-        }
-        for stream in &streams {
-            stream.abort();
-        }
-        f_fleet.detail("connect_all_ms", report::finite(connect_ms));
-        f_fleet.detail("p50_ms", rounded(&fleet_p50));
-        f_fleet.detail("issue_all_ms", rounded(&fleet_issue));
-        f_fleet.detail("tickets_issued", rounded(&fleet_issued));
-        f_fleet_wall.rounds = fleet_wall.iter().map(|ms| ms / 1000.0).collect();
-        f_fleet.detail("concurrent_posts", scale.posters);
-        f_fleet_errors.rounds.push(fleet_errors.len() as f64);
-        fleet_errors.truncate(10);
-        f_fleet_errors.detail("first_errors", fleet_errors);
+        figures.extend(parts::agents::fleet(&bench).await?);
     }
+    let Bench { scale, db, .. } = bench;
     // ---- Memory after the load.
     tokio::time::sleep(Duration::from_millis(300)).await;
     sampling.store(true, Ordering::Relaxed);
@@ -1028,23 +569,8 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
     f_cold.detail("db_mib", report::finite(db_size as f64 / 1048576.0));
 
     // ---- The report.
-    let mut figures = vec![
-        f_ratio,
-        f_p99,
-        f_login,
-        f_create,
-        f_page,
-        f_stall,
-        f_push50,
-        f_push99,
-        f_fleet,
-        f_fleet_wall,
-        f_fleet_errors,
-        f_rss_idle,
-        f_rss_load,
-        f_agent_rss,
-        f_cold,
-    ];
+    figures.extend([f_rss_idle, f_rss_load, f_agent_rss, f_cold]);
+    figures.sort_by_key(|f| REPORT_ORDER.iter().position(|key| *key == f.key));
     if o.only.is_some() {
         figures.retain(|f| !f.rounds.is_empty());
     }
