@@ -1,6 +1,6 @@
 //! kodi-tickets-bench: starts the real server (and a real agent) on a temporary SQLite file
 //! and loopback, seeds it, loads it over HTTP with its own load generator, and prints the
-//! figures of issue 5 with their targets; writes them as JSON to compare across commits.
+//! figures with their targets; writes them as JSON to compare across commits.
 //!
 //! `cargo run --release -p kodi-tickets-bench` (see README.md, Performance); `--smoke` for a tiny
 //! run of every figure in seconds (used by `tests/smoke.rs`).
@@ -142,7 +142,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Options> {
 #[derive(Debug, Clone)]
 struct Scale {
     rounds: usize,
-    /// Connections of the API loads (the issue's 32).
+    /// Connections of the API loads.
     connections: usize,
     /// Seconds of each API load run.
     api_secs: f64,

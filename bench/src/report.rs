@@ -49,7 +49,7 @@ fn suffix(unit: &str) -> String {
     }
 }
 
-/// A target as written in the issue: no trailing zeros.
+/// A target as people write it: no trailing zeros.
 fn plain(x: f64) -> String {
     let text = number(x);
     if text.contains('.') {

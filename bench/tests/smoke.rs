@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-/// Every figure of issue 5, as keyed in `bench/results/*.json`.
+/// Every figure of the benchmark, as keyed in `bench/results/*.json`.
 const FIGURES: [&str; 15] = [
     "api_ticket_vs_healthz_throughput",
     "api_ticket_p99_ms",
