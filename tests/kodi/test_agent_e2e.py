@@ -7,6 +7,7 @@ logged off and the used PIN no longer opens Kids. One Kodi serves the file's tes
 """
 
 import hashlib
+import json
 import re
 import subprocess
 import time
@@ -140,6 +141,16 @@ def wait_logged_off_at(system, kodi, ticket, pin):
     assert server_state(system, pin) == "expired"
 
 
+def warned(system, ticket_id) -> bool:
+    """Whether the agent's saved state says it warned the running session of `ticket_id`."""
+    try:
+        state = json.loads((system["tmp"] / "agent-state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    session = state.get("sessions", {}).get(str(ticket_id)) or {}
+    return bool(session.get("warned"))
+
+
 def server_state(system, pin):
     return api_ticket(system["server"], system["token"], pin)["state"]
 
@@ -171,6 +182,14 @@ def test_a_session_ends_on_time_across_server_and_agent_restarts(system, kodi):
                lambda: (server.delivery(pin) or ("",))[0] == "applied", 120, interval=1)
     wait_until("Kodi back after the restart", lambda: kodi.answers() and kodi.state() == ("Master user", False), 60)
     ticket = use_ticket_and_wait_for_report(system, kodi, pin)
+    # NOTE: a one-minute ticket is within both warnings at once, so the agent shows "1 minute
+    # left" (GUI.ShowNotification, then JSONRPC.NotifyAll for the add-on) at its next tick
+    # after the login. Kodi 20.1 dies when a client goes away while it broadcasts a
+    # notification to it, so the kill below waits until that warning is out: the agent
+    # records it before sending, and sends it within milliseconds.
+    wait_until("the agent to show the one-minute warning", lambda: warned(system, ticket["id"]), 10, 0.1)
+    wait_until("Kodi to answer after the warning", kodi.answers, 10)
+    time.sleep(1)
 
     # Mid-session: the server restarts and the agent is killed without warning.
     server.stop()
