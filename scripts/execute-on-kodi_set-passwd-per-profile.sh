@@ -42,7 +42,8 @@
 #       (Kodi then boots to the login screen). Missing elements are created.
 #       Everything else keeps its value. The file is written atomically (temp
 #       file in the same directory, fsync, rename), keeping mode and owner;
-#    7. start Kodi ($KODI_START_CMD) -- also after a failed step 6.
+#    7. start Kodi ($KODI_START_CMD) with SIGPIPE ignored -- also after a
+#       failed step 6.
 #   If the master profile has no lock (lockmode 0), a WARNING goes to stderr:
 #   Kodi does not enforce profile lock codes without a master lock.
 #   The PIN and its MD5 are never printed. stdout gets only the success line
@@ -588,11 +589,14 @@ stop_kodi() {
   fi
 }
 
+# NOTE: Kodi is started with SIGPIPE ignored (an ignored signal stays ignored across exec), as
+# systemd starts services: Kodi 20.1 does not ignore it itself, and dies of it when a JSON-RPC
+# client goes away while Kodi writes to it (a broadcast, a late answer).
 start_kodi() {
   if [ -n "${KODI_START_CMD:-}" ]; then
-    bash -c "$KODI_START_CMD" >&2 9<&-
+    (trap '' PIPE; bash -c "$KODI_START_CMD") >&2 9<&-
   else
-    (default_start) >&2 9<&-
+    (trap '' PIPE; default_start) >&2 9<&-
   fi
 }
 

@@ -8,6 +8,11 @@ Kodi to the state it needs, so a failure does not cascade.
 """
 
 import hashlib
+import json
+import re
+import signal
+import socket
+import struct
 import subprocess
 from pathlib import Path
 
@@ -111,6 +116,27 @@ def test_script_sets_the_pin_at_the_login_screen_and_kodi_enforces_it(kodi):
     assert kodi.state() == LOGIN_SCREEN, explain(kodi)
     assert kodi.load_profile("Kids", pin="4711") is True
     assert kodi.state() == ("Kids", True), explain(kodi)
+
+
+def ignores_sigpipe(pid: int) -> bool:
+    status = Path("/proc/%d/status" % pid).read_text()
+    mask = int(re.search(r"^SigIgn:\s*([0-9a-f]+)$", status, re.M).group(1), 16)
+    return bool(mask & (1 << (signal.SIGPIPE - 1)))
+
+
+def test_kodi_started_by_the_script_survives_clients_that_vanish_mid_broadcast(kodi):
+    """Kodi 20.1 dies of SIGPIPE when a JSON-RPC client goes away while Kodi broadcasts to
+    it; the script starts Kodi with SIGPIPE ignored, as systemd does."""
+    logged_in_as_kids(kodi)  # a session, so that a broadcast has somewhere to go
+    assert ignores_sigpipe(kodi.kodi_pid), "Kodi started by the script must ignore SIGPIPE"
+    for i in range(20):
+        with socket.create_connection(("127.0.0.1", kodi.jsonrpc_port), timeout=5) as s:
+            s.sendall(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "JSONRPC.NotifyAll",
+                                  "params": {"sender": "test", "message": "vanish", "data": i}}).encode())
+            # close with a reset at once: the client is gone before Kodi broadcasts to it
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        assert kodi.answers(), "Kodi died after client %d vanished (%s)\n%s" % (
+            i, kodi.exit_status(), explain(kodi))
 
 
 def test_script_is_busy_while_a_profile_is_logged_in(kodi):
