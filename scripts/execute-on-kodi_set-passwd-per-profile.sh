@@ -1,4 +1,4 @@
-#!/usr/bin/env bash
+#!/bin/sh
 # execute-on-kodi_set-passwd-per-profile.sh -- make PIN the lock code of one Kodi profile
 #
 # Usage:
@@ -61,12 +61,12 @@
 #   KODI_JSONRPC_TIMEOUT  seconds for connecting and for the answer
 #                         (default: 2; 0 < value <= 60)
 #   KODI_STOP_CMD         command that stops Kodi and returns only once it is
-#                         gone, run with `bash -c` (unset or empty: default)
+#                         gone, run with `sh -c` (unset or empty: default)
 #                         default: `systemctl stop kodi` if a kodi.service unit
 #                         exists, else `pkill -x $KODI_PROC_NAME` and wait until
 #                         no such process is left (at most 15 s; still running
 #                         after that = failure). Non-zero exit = failure.
-#   KODI_START_CMD        command that starts Kodi, run with `bash -c`
+#   KODI_START_CMD        command that starts Kodi, run with `sh -c`
 #                         (unset or empty: default)
 #                         default: `systemctl start kodi` if a kodi.service unit
 #                         exists, else `kodi-standalone` detached with setsid
@@ -90,7 +90,8 @@
 #       no valid answer, or another run holds the lock; nothing changed, try
 #       again later
 #
-# Requires: bash, python3 (standard library only); flock, pkill/pgrep,
+# Requires: a POSIX sh (busybox ash, dash or bash), python3 (standard library
+# only); flock, pkill/pgrep,
 # setsid/systemctl for the defaults.
 
 set -u
@@ -122,7 +123,7 @@ export KODI_PROC_NAME="$PROC_NAME"
 #   busy        JSON-RPC session check
 #   edit PATH   validate again, edit profiles.xml atomically, print the name
 # The PIN travels in the environment of python3 only (never in argv).
-IFS= read -r -d '' PYCODE <<'PY'
+PYCODE=$(cat <<'PY'
 import errno, hashlib, json, os, re, socket, stat, sys, tempfile, time, unicodedata
 import xml.etree.ElementTree as ET
 
@@ -530,6 +531,7 @@ def main():
 
 main()
 PY
+)
 
 run_py() {
   _KODI_SETPW_SPEC=$SPEC _KODI_SETPW_PROG=$PROG python3 -c "$PYCODE" "$@"
@@ -553,12 +555,14 @@ default_stop() {
     return
   fi
   pkill -x "$PROC_NAME"
-  local rc=$? i
+  rc=$?
   # pkill: 1 = no such process (Kodi not running), which is fine
   [ "$rc" -le 1 ] || return "$rc"
-  for ((i = 0; i < 150; i++)); do
+  i=0
+  while [ "$i" -lt 150 ]; do
     pgrep -x "$PROC_NAME" >/dev/null 2>&1 || return 0
     sleep 0.1
+    i=$((i + 1))
   done
   echo "$PROC_NAME still running 15 s after SIGTERM" >&2
   return 1
@@ -583,7 +587,7 @@ default_start() {
 # fd 9 holds the lock: never hand it to Kodi or to the stop/start commands
 stop_kodi() {
   if [ -n "${KODI_STOP_CMD:-}" ]; then
-    bash -c "$KODI_STOP_CMD" >&2 9<&-
+    sh -c "$KODI_STOP_CMD" >&2 9<&-
   else
     (default_stop) >&2 9<&-
   fi
@@ -594,7 +598,7 @@ stop_kodi() {
 # client goes away while Kodi writes to it (a broadcast, a late answer).
 start_kodi() {
   if [ -n "${KODI_START_CMD:-}" ]; then
-    (trap '' PIPE; bash -c "$KODI_START_CMD") >&2 9<&-
+    (trap '' PIPE; sh -c "$KODI_START_CMD") >&2 9<&-
   else
     (trap '' PIPE; default_start) >&2 9<&-
   fi

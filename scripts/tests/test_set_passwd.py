@@ -1,5 +1,7 @@
 """Tests for scripts/execute-on-kodi_set-passwd-per-profile.sh.
 
+The script is POSIX sh (LibreELEC has only busybox ash): KT_SCRIPT_SHELL names the shell the
+suite runs it with (e.g. "busybox sh", "dash", "bash"); unset, its #! line (/bin/sh) does.
 Standard library + pytest only. No real Kodi: profiles.xml lives in a temp
 userdata, JSON-RPC is either a closed port or a small fake TCP server, and the
 stop/start commands only log what they were asked to do (and snapshot
@@ -20,6 +22,13 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parent.parent / "execute-on-kodi_set-passwd-per-profile.sh"
+SHELL = shlex.split(os.environ.get("KT_SCRIPT_SHELL", ""))
+SHELLS = (["busybox", "sh"], ["dash"], ["bash"])
+
+
+def script(*args):
+    """The command line that runs the script with `args`, under KT_SCRIPT_SHELL if set."""
+    return [*SHELL, str(SCRIPT), *args]
 
 
 def md5(s):
@@ -271,7 +280,7 @@ class Box:
     def run(self, *args, **env):
         e = dict(self.env)
         e.update(env)
-        r = subprocess.run([str(SCRIPT), *args], env=e, capture_output=True, text=True,
+        r = subprocess.run(script(*args), env=e, capture_output=True, text=True,
                            timeout=40)
         out = r.stdout + r.stderr
         # never print the PIN or its MD5 (nor any lock code from the file)
@@ -297,11 +306,14 @@ def make_box(tmp_path, closed_port):
 
 # --------------------------------------------------------------------------
 
-def test_script_is_executable_bash():
+def test_script_is_an_executable_posix_sh_script():
     assert os.access(SCRIPT, os.X_OK)
-    first = SCRIPT.read_text().splitlines()[0]
-    assert first.startswith("#!") and "bash" in first
-    assert subprocess.run(["bash", "-n", str(SCRIPT)]).returncode == 0
+    assert SCRIPT.read_text().splitlines()[0] == "#!/bin/sh"
+    for shell in SHELLS:
+        assert subprocess.run([*shell, "-n", str(SCRIPT)]).returncode == 0, shell
+    # shellcheck in POSIX mode: no bash-only syntax
+    r = subprocess.run(["shellcheck", "-s", "sh", str(SCRIPT)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
 
 
 @pytest.mark.parametrize("pin", ["1234", "0000", "0420", "9999", "0007"])
@@ -464,7 +476,7 @@ def test_missing_profiles_xml(make_box):
 def test_default_userdata_is_home(make_box):
     box = make_box()
     env = {k: v for k, v in box.env.items() if k != "KODI_USERDATA"}
-    r = subprocess.run([str(SCRIPT), "Kids:1234"], env=env, capture_output=True, text=True,
+    r = subprocess.run(script("Kids:1234"), env=env, capture_output=True, text=True,
                        timeout=40)
     assert r.returncode == 0, r.stderr
     assert profile(parse(box.xml), "Kids").findtext("lockcode") == md5("1234")
@@ -731,7 +743,7 @@ def test_default_stop_and_port_closed_during_profile_switch(make_box, tmp_path):
         del env["KODI_STOP_CMD"]
         env["KODI_PROC_NAME"] = name
         t0 = time.monotonic()
-        r = subprocess.run([str(SCRIPT), "Kids:1234"], env=env, capture_output=True,
+        r = subprocess.run(script("Kids:1234"), env=env, capture_output=True,
                            text=True, timeout=40)
         elapsed = time.monotonic() - t0
         assert r.returncode == 0, r.stderr
