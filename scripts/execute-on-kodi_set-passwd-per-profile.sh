@@ -3,6 +3,13 @@
 #
 # Usage:
 #   execute-on-kodi_set-passwd-per-profile.sh PROFILE:PIN
+#   execute-on-kodi_set-passwd-per-profile.sh --log-off PROFILE
+#
+#   --log-off ends PROFILE's session if it is the one in use: System.LogOff
+#   through Kodi's EventServer (UDP $KODI_EVENTSERVER_HOST:$KODI_EVENTSERVER_PORT,
+#   default 127.0.0.1:9777; sent again every 5 s, it may be lost), then waits
+#   for the login screen. Exit 0: PROFILE is not (or no longer) in use; 75: the
+#   login screen did not come within 20 s. Nothing else changes.
 #
 #   The argument is split at the LAST ':' (so PROFILE may itself contain ':').
 #   PIN must be exactly 4 ASCII digits ("0000".."9999"). PROFILE must be
@@ -101,11 +108,17 @@ LOCK_WAIT=30
 
 err() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 
-if [ "$#" -ne 1 ]; then
+LOGOFF=
+if [ "$#" -eq 2 ] && [ "$1" = --log-off ]; then
+  LOGOFF=$2
+  SPEC=
+elif [ "$#" -eq 1 ]; then
+  SPEC=$1
+else
   err "usage: $PROG PROFILE:PIN  (PIN = exactly 4 digits)"
+  err "       $PROG --log-off PROFILE"
   exit 2
 fi
-SPEC=$1
 
 if ! command -v python3 >/dev/null 2>&1; then
   err "python3 not found"
@@ -124,7 +137,7 @@ export KODI_PROC_NAME="$PROC_NAME"
 #   edit PATH   validate again, edit profiles.xml atomically, print the name
 # The PIN travels in the environment of python3 only (never in argv).
 PYCODE=$(cat <<'PY'
-import errno, hashlib, json, os, re, socket, stat, sys, tempfile, time, unicodedata
+import errno, hashlib, json, os, re, socket, stat, struct, sys, tempfile, time, unicodedata
 import xml.etree.ElementTree as ET
 
 PROG = os.environ.get("_KODI_SETPW_PROG", "set-passwd")
@@ -264,94 +277,98 @@ def kodi_process_running():
             pass
     return False
 
-def mode_busy():
-    host = os.environ.get("KODI_JSONRPC_HOST") or "127.0.0.1"
-    port = env_port()
-    timeout = env_timeout()
-    where = "%s:%d" % (host, port)
-    pname = os.environ.get("KODI_PROC_NAME") or "kodi.bin"
-    if "/" in pname or not pname.strip():
-        die(EX_USAGE, "bad KODI_PROC_NAME %r" % pname)
+class Unsure(Exception):
+    """Kodi's JSON-RPC gave no usable answer; the text says why."""
 
-    def connect():
+class Rpc:
+    """One JSON-RPC connection (raw TCP) to Kodi, as KODI_JSONRPC_* say."""
+
+    def __init__(self):
+        self.host = os.environ.get("KODI_JSONRPC_HOST") or "127.0.0.1"
+        self.port = env_port()
+        self.timeout = env_timeout()
+        self.where = "%s:%d" % (self.host, self.port)
+        self.sock = None
+        self.pending = b""  # bytes read but not decoded yet (the start of the next object)
+        self.calls = 0
+
+    def connect(self):
+        """True once connected; False when the port is closed (Kodi not running)."""
         try:
-            return socket.create_connection((host, port), timeout=timeout)
+            self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            return True
         except ConnectionRefusedError:
-            return None
+            return False
         except socket.gaierror as e:
-            die(EX_FAIL, "cannot resolve KODI_JSONRPC_HOST %r: %s" % (host, e))
+            die(EX_FAIL, "cannot resolve KODI_JSONRPC_HOST %r: %s" % (self.host, e))
         except socket.timeout:
-            die(EX_BUSY, "busy: cannot tell whether a profile session is in use "
-                "(connecting to Kodi JSON-RPC at %s timed out), try later" % where)
+            raise Unsure("connecting to Kodi JSON-RPC at %s timed out" % self.where)
         except OSError as e:
-            die(EX_BUSY, "busy: cannot tell whether a profile session is in use "
-                "(connecting to Kodi JSON-RPC at %s failed: %s), try later" % (where, e.strerror or e))
+            raise Unsure("connecting to Kodi JSON-RPC at %s failed: %s" % (self.where, e.strerror or e))
 
-    sock = connect()
-    if sock is None and kodi_process_running():
-        # Kodi restarts its network services on every profile switch: the port
-        # is closed for ~0.5-1.5 s. Give it a moment before concluding anything.
-        end = time.monotonic() + 3.0
-        while sock is None and time.monotonic() < end:
-            time.sleep(0.25)
-            sock = connect()
-        if sock is None:
-            say("note: a %s process is running but JSON-RPC at %s is closed; "
-                "taking Kodi as not in use" % (pname, where))
-    if sock is None:
-        return  # Kodi not running (or JSON-RPC off): not busy
-
-    unsure = "busy: cannot tell whether a profile session is in use (%s), try later"
-    dec = json.JSONDecoder()
-    pending = [b""]  # bytes read but not decoded yet (the start of the next object)
-    calls = [0]
-
-    def call(method, params):
-        """Send one request on the connection, return its "result" (anything else: 75)."""
-        calls[0] += 1
-        req_id = "kodi-tickets-set-passwd-%d" % calls[0]
-        req = {"jsonrpc": "2.0", "id": req_id, "method": method, "params": params}
-        deadline = time.monotonic() + timeout
-        sock.sendall(json.dumps(req).encode())
-        raw = pending[0]
-        while True:
-            # objects are streamed without separators; keep incomplete UTF-8 tails
+    def close(self):
+        if self.sock is not None:
             try:
-                buf = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                if e.start < len(raw) - 3:
-                    die(EX_BUSY, unsure % ("invalid reply from %s" % where))
-                buf = raw[:e.start].decode("utf-8")
-            pos = 0
-            while True:
-                while pos < len(buf) and buf[pos] in " \t\r\n":
-                    pos += 1
-                if pos >= len(buf):
-                    break
-                if buf[pos] not in "{[":
-                    die(EX_BUSY, unsure % ("%s does not speak JSON-RPC" % where))
-                try:
-                    obj, pos = dec.raw_decode(buf, pos)
-                except ValueError:
-                    break  # incomplete object, read more
-                if isinstance(obj, dict) and obj.get("id") == req_id:
-                    pending[0] = raw[len(buf[:pos].encode("utf-8")):]
-                    if "result" not in obj:
-                        die(EX_BUSY, unsure % ("Kodi refused %s" % method))
-                    return obj["result"]
-            left = deadline - time.monotonic()
-            if left <= 0:
-                die(EX_BUSY, unsure % ("no answer from Kodi JSON-RPC at %s within %gs" % (where, timeout)))
-            sock.settimeout(left)
-            chunk = sock.recv(65536)
-            if not chunk:
-                die(EX_BUSY, unsure % ("Kodi JSON-RPC at %s closed the connection without answering" % where))
-            raw += chunk
-            if len(raw) > (4 << 20):
-                die(EX_BUSY, unsure % ("oversized reply from %s" % where))
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None
 
+    def call(self, method, params):
+        """Send one request on the connection, return its "result" (anything else: Unsure)."""
+        self.calls += 1
+        req_id = "kodi-tickets-set-passwd-%d" % self.calls
+        req = {"jsonrpc": "2.0", "id": req_id, "method": method, "params": params}
+        deadline = time.monotonic() + self.timeout
+        dec = json.JSONDecoder()
+        try:
+            self.sock.sendall(json.dumps(req).encode())
+            raw = self.pending
+            while True:
+                # objects are streamed without separators; keep incomplete UTF-8 tails
+                try:
+                    buf = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    if e.start < len(raw) - 3:
+                        raise Unsure("invalid reply from %s" % self.where)
+                    buf = raw[:e.start].decode("utf-8")
+                pos = 0
+                while True:
+                    while pos < len(buf) and buf[pos] in " \t\r\n":
+                        pos += 1
+                    if pos >= len(buf):
+                        break
+                    if buf[pos] not in "{[":
+                        raise Unsure("%s does not speak JSON-RPC" % self.where)
+                    try:
+                        obj, pos = dec.raw_decode(buf, pos)
+                    except ValueError:
+                        break  # incomplete object, read more
+                    if isinstance(obj, dict) and obj.get("id") == req_id:
+                        self.pending = raw[len(buf[:pos].encode("utf-8")):]
+                        if "result" not in obj:
+                            raise Unsure("Kodi refused %s" % method)
+                        return obj["result"]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Unsure("no answer from Kodi JSON-RPC at %s within %gs" % (self.where, self.timeout))
+                self.sock.settimeout(left)
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise Unsure("Kodi JSON-RPC at %s closed the connection without answering" % self.where)
+                raw += chunk
+                if len(raw) > (4 << 20):
+                    raise Unsure("oversized reply from %s" % self.where)
+        except socket.timeout:
+            raise Unsure("no answer from Kodi JSON-RPC at %s within %gs" % (self.where, self.timeout))
+        except OSError as e:
+            raise Unsure("talking to %s failed: %s" % (self.where, e.strerror or e))
+
+def logged_in_profile(rpc, name_wanted=True):
+    """The profile whose session is in use (True if not `name_wanted`), or None at the
+    login screen."""
     def unexpected():
-        die(EX_BUSY, unsure % ("unexpected JSON-RPC answer from %s" % where))
+        raise Unsure("unexpected JSON-RPC answer from %s" % rpc.where)
 
     def label(obj):
         name = obj.get("label") if isinstance(obj, dict) else None
@@ -361,32 +378,124 @@ def mode_busy():
     # thread, and one arriving ~20-40 ms after a Profiles.LoadProfile answered
     # freezes Kodi 20.1 for good. GUI.GetProperties is answered on the JSON-RPC
     # thread. It reports the topmost modal dialog instead of the window under it.
-    try:
-        res = call("GUI.GetProperties", {"properties": ["currentwindow"]})
-        window = res.get("currentwindow") if isinstance(res, dict) else None
-        wid = window.get("id") if isinstance(window, dict) else None
-        if not isinstance(wid, int) or isinstance(wid, bool):
+    res = rpc.call("GUI.GetProperties", {"properties": ["currentwindow"]})
+    window = res.get("currentwindow") if isinstance(res, dict) else None
+    wid = window.get("id") if isinstance(window, dict) else None
+    if not isinstance(wid, int) or isinstance(wid, bool):
+        unexpected()
+    if wid == WINDOW_LOGIN_SCREEN or wid in LOCK_CODE_DIALOGS:
+        # The login screen runs as the master profile. Another profile with
+        # that window: a login in progress (seen for ~0.1 s on 20.1).
+        current = label(rpc.call("Profiles.GetCurrentProfile", {}))
+        res = rpc.call("Profiles.GetProfiles", {})
+        listed = res.get("profiles") if isinstance(res, dict) else None
+        if not isinstance(listed, list) or not listed:
             unexpected()
-        if wid == WINDOW_LOGIN_SCREEN or wid in LOCK_CODE_DIALOGS:
-            # The login screen runs as the master profile. Another profile with
-            # that window: a login in progress (seen for ~0.1 s on 20.1).
-            current = label(call("Profiles.GetCurrentProfile", {}))
-            res = call("Profiles.GetProfiles", {})
-            listed = res.get("profiles") if isinstance(res, dict) else None
-            if not isinstance(listed, list) or not listed:
-                unexpected()
-            if ascii_lower(current) == ascii_lower(label(listed[0])):
-                return
+        if ascii_lower(current) == ascii_lower(label(listed[0])):
+            return None
+        return current
+    return label(rpc.call("Profiles.GetCurrentProfile", {})) if name_wanted else True
+
+def env_proc_name():
+    pname = os.environ.get("KODI_PROC_NAME") or "kodi.bin"
+    if "/" in pname or not pname.strip():
+        die(EX_USAGE, "bad KODI_PROC_NAME %r" % pname)
+    return pname
+
+def mode_busy():
+    pname = env_proc_name()
+    unsure = "busy: cannot tell whether a profile session is in use (%s), try later"
+    rpc = Rpc()
+    try:
+        connected = rpc.connect()
+        if not connected and kodi_process_running():
+            # Kodi restarts its network services on every profile switch: the port
+            # is closed for ~0.5-1.5 s. Give it a moment before concluding anything.
+            end = time.monotonic() + 3.0
+            while not connected and time.monotonic() < end:
+                time.sleep(0.25)
+                connected = rpc.connect()
+            if not connected:
+                say("note: a %s process is running but JSON-RPC at %s is closed; "
+                    "taking Kodi as not in use" % (pname, rpc.where))
+        if not connected:
+            return  # Kodi not running (or JSON-RPC off): not busy
+        if logged_in_profile(rpc, name_wanted=False) is None:
+            return
         die(EX_BUSY, "busy: a profile session is in use, try later")
-    except socket.timeout:
-        die(EX_BUSY, unsure % ("no answer from Kodi JSON-RPC at %s within %gs" % (where, timeout)))
-    except OSError as e:
-        die(EX_BUSY, unsure % ("talking to %s failed: %s" % (where, e.strerror or e)))
+    except Unsure as e:
+        die(EX_BUSY, unsure % e)
     finally:
+        rpc.close()
+
+# ---- log off ---------------------------------------------------------------
+def env_eventserver():
+    host = os.environ.get("KODI_EVENTSERVER_HOST") or "127.0.0.1"
+    v = os.environ.get("KODI_EVENTSERVER_PORT") or "9777"
+    if not re.fullmatch(r"[0-9]{1,5}", v) or not 1 <= int(v) <= 65535:
+        die(EX_USAGE, "bad KODI_EVENTSERVER_PORT %r" % v)
+    return host, int(v)
+
+def send_log_off(address):
+    """System.LogOff through Kodi's EventServer (UDP): HELO, then ACTION "execute builtin"."""
+    uid = (os.getpid() ^ int(time.time())) & 0xFFFFFFFF
+
+    def packet(ptype, payload):
+        # header: signature, version 2.0, type, sequence 1 of 1, payload size, client uid, reserved
+        return (b"XBMC" + bytes([2, 0]) + struct.pack("!HIIHI", ptype, 1, 1, len(payload), uid)
+                + b"\0" * 10 + payload)
+
+    helo = packet(0x01, b"kodi-tickets\0" + bytes([0]) + struct.pack("!HII", 0, 0, 0))
+    action = packet(0x0A, bytes([0x01]) + b"System.LogOff\0")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(helo, address)
+        time.sleep(0.2)  # the EventServer registers the client before it takes actions
+        s.sendto(action, address)
+
+def login_state():
+    """(connected, profile logged in or None); Unsure when Kodi answers nothing usable."""
+    rpc = Rpc()
+    try:
+        if not rpc.connect():
+            return False, None
+        return True, logged_in_profile(rpc)
+    finally:
+        rpc.close()
+
+def mode_logoff():
+    """Ends the session of profile $_KODI_SETPW_LOGOFF, if it is the one in use, and
+    returns only once Kodi shows its login screen again (75 if that is not seen)."""
+    name = os.environ.get("_KODI_SETPW_LOGOFF") or ""
+    if not name or any(unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") for ch in name):
+        die(EX_USAGE, "bad argument: expected a profile name")
+    address = env_eventserver()
+    sent = 0
+    deadline = time.monotonic() + 20
+    last = 0.0
+    while True:
         try:
-            sock.close()
-        except OSError:
-            pass
+            connected, current = login_state()
+            in_use = connected and current is not None and ascii_lower(current) == ascii_lower(name)
+        except Unsure:
+            connected, in_use = None, False  # switching profiles: look again
+        if connected and not in_use:
+            print("logged off profile %s" % quoted(name) if sent
+                  else "profile %s is not logged in" % quoted(name))
+            return
+        if connected is False and not kodi_process_running():
+            print("Kodi is not running: profile %s is not logged in" % quoted(name))
+            return
+        if time.monotonic() > deadline:
+            die(EX_BUSY, "busy: Kodi did not show its login screen after System.LogOff "
+                "(sent %d times), try later" % sent)
+        # NOTE: System.LogOff only while the ticket profile itself is seen logged in:
+        # sent at the login screen or in the master profile it leaves JSON-RPC down.
+        # A lost UDP packet is sent again after 5 s.
+        if in_use and (sent == 0 or time.monotonic() > last + 5):
+            send_log_off(address)
+            sent += 1
+            last = time.monotonic()
+        time.sleep(0.25)
 
 # ---- edit ------------------------------------------------------------------
 def insert_after(parent, i, new):
@@ -520,6 +629,8 @@ def main():
             mode_check(sys.argv[2])
         elif mode == "busy":
             mode_busy()
+        elif mode == "logoff":
+            mode_logoff()
         elif mode == "edit":
             mode_edit(sys.argv[2])
         else:
@@ -534,7 +645,8 @@ PY
 )
 
 run_py() {
-  _KODI_SETPW_SPEC=$SPEC _KODI_SETPW_PROG=$PROG python3 -c "$PYCODE" "$@"
+  _KODI_SETPW_SPEC=$SPEC _KODI_SETPW_LOGOFF=$LOGOFF _KODI_SETPW_PROG=$PROG \
+    python3 -c "$PYCODE" "$@"
 }
 
 HAVE_UNIT=
@@ -605,9 +717,11 @@ start_kodi() {
 }
 
 # 1+2. validate the argument, find profiles.xml and the profile
-run_py check "$PROFILES_XML"
-rc=$?
-[ "$rc" -eq 0 ] || exit "$rc"
+if [ -z "$LOGOFF" ]; then
+  run_py check "$PROFILES_XML"
+  rc=$?
+  [ "$rc" -eq 0 ] || exit "$rc"
+fi
 
 # 3. one run at a time
 if command -v flock >/dev/null 2>&1; then
@@ -619,6 +733,13 @@ if command -v flock >/dev/null 2>&1; then
     err "busy: another run is changing profiles.xml, try later"
     exit 75
   fi
+fi
+
+# --log-off PROFILE: end that profile's session (EventServer System.LogOff) and wait for
+# the login screen; nothing else changes
+if [ -n "$LOGOFF" ]; then
+  run_py logoff 9<&-
+  exit $?
 fi
 
 # 4. busy check (changes nothing)

@@ -758,3 +758,22 @@ def test_default_stop_and_port_closed_during_profile_switch(make_box, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+# -------------------------------------------------------------------------- --log-off
+
+def test_log_off_needs_exactly_a_profile_name(make_box):
+    box = make_box()
+    for args in (["--log-off"], ["--log-off", "Kids", "extra"], ["--log-off", "Ki\nds"]):
+        r = box.run(*args)
+        assert r.returncode == 2, (args, r.stderr)
+    assert box.calls() == [], "nothing stopped or started"
+
+
+def test_log_off_with_kodi_not_running_changes_nothing(make_box):
+    box = make_box()
+    before = box.xml.read_bytes()
+    r = box.run("--log-off", "Kids")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == 'Kodi is not running: profile "Kids" is not logged in\n'
+    assert box.xml.read_bytes() == before and box.calls() == []

@@ -528,13 +528,15 @@ class KodiHarness:
     def env(self) -> dict:
         """A fresh copy of os.environ plus the settings of the project's script for THIS
         Kodi: KODI_USERDATA, KODI_JSONRPC_HOST/PORT, KODI_JSONRPC_TIMEOUT (10 s: a loaded
-        2-core machine), KODI_STOP_CMD, KODI_START_CMD, KODI_PROC_NAME."""
+        2-core machine), KODI_EVENTSERVER_PORT, KODI_STOP_CMD, KODI_START_CMD,
+        KODI_PROC_NAME."""
         e = dict(os.environ)
         e.update({
             "KODI_USERDATA": str(self.userdata),
             "KODI_JSONRPC_HOST": "127.0.0.1",
             "KODI_JSONRPC_PORT": str(self.jsonrpc_port),
             "KODI_JSONRPC_TIMEOUT": "10",
+            "KODI_EVENTSERVER_PORT": str(self.eventserver_port),
             "KODI_STOP_CMD": shlex.quote(str(self.stop_script)),
             "KODI_START_CMD": shlex.quote(str(self.start_script)),
             "KODI_PROC_NAME": "kodi.bin",

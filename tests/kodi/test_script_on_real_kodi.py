@@ -38,8 +38,8 @@ def md5(s):
     return hashlib.md5(s.encode()).hexdigest()
 
 
-def run_script(kodi: KodiHarness, spec: str, timeout=240) -> subprocess.CompletedProcess:
-    r = subprocess.run([str(SCRIPT), spec], env=kodi.env, capture_output=True, text=True,
+def run_script(kodi: KodiHarness, *args: str, timeout=240) -> subprocess.CompletedProcess:
+    r = subprocess.run([str(SCRIPT), *args], env=kodi.env, capture_output=True, text=True,
                        timeout=timeout, stdin=subprocess.DEVNULL)
     kodi.reap()
     return r
@@ -175,6 +175,35 @@ def test_after_log_off_the_script_replaces_the_pin(kodi):
     assert kodi.state() == ("Kids", True), explain(kodi)
     kodi.log_off()
     assert kodi.state() == LOGIN_SCREEN, explain(kodi)
+
+
+def test_log_off_ends_the_profiles_session_and_waits_for_the_login_screen(kodi):
+    logged_in_as_kids(kodi)
+    pid = kodi.kodi_pid
+    r = run_script(kodi, "--log-off", "Kids")
+    assert r.returncode == 0, explain(kodi, r)
+    assert r.stdout == 'logged off profile "Kids"\n', explain(kodi, r)
+    assert kodi.kodi_pid == pid, "log-off must not restart Kodi\n" + explain(kodi, r)
+    kodi.wait_ready()
+    assert kodi.state() == LOGIN_SCREEN, explain(kodi, r)
+    # The used PIN still opens Kids (only a new lock code closes it), and the log-off works
+    # again: a child who types the PIN at once is sent back.
+    assert kodi.load_profile("Kids", pin=kids_pin["now"]) is True
+    r = run_script(kodi, "--log-off", "kids")
+    assert r.returncode == 0 and kodi.state() == LOGIN_SCREEN, explain(kodi, r)
+
+
+def test_log_off_leaves_other_sessions_and_the_login_screen_alone(kodi):
+    at_login_screen(kodi)
+    r = run_script(kodi, "--log-off", "Kids")
+    assert r.returncode == 0, explain(kodi, r)
+    assert r.stdout == 'profile "Kids" is not logged in\n', explain(kodi, r)
+    assert kodi.state() == LOGIN_SCREEN and kodi.answers(), explain(kodi, r)
+    assert kodi.load_profile("Tickets") is True
+    r = run_script(kodi, "--log-off", "Kids")
+    assert r.returncode == 0, explain(kodi, r)
+    assert kodi.state() == ("Tickets", True), "another profile's session is not touched"
+    kodi.log_off()
 
 
 def test_unlocked_profile_still_opens_without_a_pin(kodi):
