@@ -35,8 +35,8 @@ DEFAULT_USERNAME = "admin"
 DEFAULT_PASSWORD = "admin123"
 
 FAKE_KODI = """#!/bin/sh
-# Stands in for the Kodi script: records the "Profile:PIN" it was asked to apply.
-printf '%s\\n' "$1" >> "{applied}"
+# Stands in for the Kodi script: records its arguments ("Profile:PIN", "--log-off Profile").
+printf '%s\\n' "$*" >> "{applied}"
 exit 0
 """
 

@@ -29,7 +29,7 @@ pub struct Run {
 }
 
 /// What of a run's output is kept: the end of stdout then stderr, at most [`OUTPUT_TAIL`]
-/// bytes, with the PIN masked should the script ever print it.
+/// bytes, with the PIN masked should the script ever print it (`""`: a run without a PIN).
 pub fn output_tail(stdout: &[u8], stderr: &[u8], lock_code: &str) -> String {
     let mut text = String::from_utf8_lossy(stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(stderr));
@@ -38,7 +38,11 @@ pub fn output_tail(stdout: &[u8], stderr: &[u8], lock_code: &str) -> String {
     while !text.is_char_boundary(start) {
         start += 1;
     }
-    text[start..].replace(lock_code, "****")
+    let tail = &text[start..];
+    if lock_code.is_empty() {
+        return tail.to_owned();
+    }
+    tail.replace(lock_code, "****")
 }
 
 impl Run {

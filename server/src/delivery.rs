@@ -1,5 +1,6 @@
-//! Applying PINs to Kodi: a worker drains the delivery outbox by running the Kodi script,
-//! recording every run in the execution log.
+//! Applying PINs to Kodi: a worker drains the delivery outbox by running the Kodi script, and
+//! ends tickets on the TVs it reaches itself (log-off, new lock code), recording every run in
+//! the execution log.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -8,14 +9,16 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kodi_tickets_protocol::script::Run;
+use kodi_tickets_protocol::script::{Run, EXIT_BUSY};
+use rand::Rng;
 use rocket::fairing::AdHoc;
 use rocket::tokio::sync::Notify;
 use rocket::tokio::{self, process::Command, time};
 use rocket_db_pools::Database;
 
 use crate::config::AppConfig;
-use crate::db::deliveries::{self, Job};
+use crate::db::deliveries::{self, Job, SshTarget};
+use crate::db::ticket_ends::{self, End, EndOutcome};
 use crate::db::{self, Db};
 use crate::presence::Presence;
 use crate::views::rfc3339;
@@ -81,9 +84,24 @@ async fn run_worker(pool: db::Pool, config: AppConfig, waker: Waker) {
             Ok(None) => {}
             Err(e) => tracing::error!("cannot read the delivery outbox: {e}"),
         }
-        let wait = match deliveries::next_due_at(&pool).await {
-            Ok(Some(due)) => Duration::from_secs((due - db::now()).clamp(1, 15) as u64),
-            _ => IDLE_POLL,
+        match ticket_ends::claim_due(&pool).await {
+            Ok(Some(end)) => {
+                run_end(&pool, &config, end).await;
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!("cannot read the ends of tickets: {e}"),
+        }
+        let next = match (
+            deliveries::next_due_at(&pool).await,
+            ticket_ends::next_due_at(&pool).await,
+        ) {
+            (Ok(a), Ok(b)) => a.into_iter().chain(b).min(),
+            _ => None,
+        };
+        let wait = match next {
+            Some(due) => Duration::from_secs((due - db::now()).clamp(1, 15) as u64),
+            None => IDLE_POLL,
         };
         tokio::select! {
             _ = waker.local.notified() => {}
@@ -93,7 +111,10 @@ async fn run_worker(pool: db::Pool, config: AppConfig, waker: Waker) {
 }
 
 async fn run_job(pool: &db::Pool, config: &AppConfig, job: Job) {
-    let run = run_script(config, &job).await;
+    let masked = format!("{}:****", job.profile_name);
+    let argument = format!("{}:{}", job.profile_name, job.lock_code);
+    let target = Target::of(&job.method, job.ssh.as_ref());
+    let run = run_script(config, target, &argument, &masked, &job.lock_code).await;
     let report = run.report();
     let label = format!("ticket={} delivery={}", job.ticket_id, job.id);
     append_exec_log(&config.exec_log, &run.log_line(&rfc3339(db::now()), &label));
@@ -110,25 +131,121 @@ async fn run_job(pool: &db::Pool, config: &AppConfig, job: Job) {
     }
 }
 
+/// How soon an end that Kodi could not take yet (busy, unreachable) is tried again.
+const END_RETRY_SECS: i64 = 10;
+/// How soon an end whose run failed otherwise (SSH down, a timeout) is tried again.
+const END_FAILED_RETRY_SECS: i64 = 60;
+
+/// Ends a ticket on its TV: logs its profile's session off, then replaces its PIN with the
+/// profile's next ticket's or a random secret. Tried again until Kodi confirms both.
+async fn run_end(pool: &db::Pool, config: &AppConfig, end: End) {
+    let target = Target::of(&end.method, end.ssh.as_ref());
+    let label = format!("ticket={} end", end.ticket_id);
+    let name = &end.profile_name;
+    let shown = format!("--log-off {name}");
+    let log_off = run_words(config, target, &["--log-off", name], &shown, "").await;
+    append_exec_log(
+        &config.exec_log,
+        &log_off.log_line(&rfc3339(db::now()), &label),
+    );
+    let (outcome, exit_code, message) = match end_outcome(&log_off) {
+        EndOutcome::Done => relock(pool, config, &end, target, &label).await,
+        not_yet => (not_yet, log_off.exit_code, log_off.report().message),
+    };
+    if let Err(e) = ticket_ends::finish(pool, end.ticket_id, outcome, exit_code, &message).await {
+        tracing::error!("cannot record the end of ticket {}: {e}", end.ticket_id);
+    }
+}
+
+/// After the log-off: the profile's next ticket is set on the TV instead, or a secret.
+async fn relock(
+    pool: &db::Pool,
+    config: &AppConfig,
+    end: &End,
+    target: Target<'_>,
+    label: &str,
+) -> (EndOutcome, Option<i32>, String) {
+    if let Some(profile) = end.profile_id {
+        match ticket_ends::next_ticket(pool, profile).await {
+            Ok(Some(next)) => {
+                return match deliveries::requeue(pool, next).await {
+                    Ok(()) => (
+                        EndOutcome::Done,
+                        None,
+                        format!("logged off; ticket {next}'s PIN is set next"),
+                    ),
+                    Err(e) => (EndOutcome::RetryIn(END_RETRY_SECS), None, e.to_string()),
+                };
+            }
+            Ok(None) => {}
+            Err(e) => return (EndOutcome::RetryIn(END_RETRY_SECS), None, e.to_string()),
+        }
+    }
+    let secret = format!("{:04}", rand::thread_rng().gen_range(0..10_000));
+    let masked = format!("{}:****", end.profile_name);
+    let argument = format!("{}:{secret}", end.profile_name);
+    let run = run_script(config, target, &argument, &masked, &secret).await;
+    append_exec_log(&config.exec_log, &run.log_line(&rfc3339(db::now()), label));
+    let outcome = end_outcome(&run);
+    let message = match outcome {
+        EndOutcome::Done => "logged off; the profile has a new secret lock code".to_owned(),
+        _ => run.report().message,
+    };
+    (outcome, run.exit_code, message)
+}
+
+/// What a run of the script means for an end: usage errors and unknown profiles cannot get
+/// better; anything else is tried again.
+fn end_outcome(run: &Run) -> EndOutcome {
+    match (run.problem.is_some(), run.exit_code) {
+        (false, Some(0)) => EndOutcome::Done,
+        (false, Some(EXIT_BUSY)) => EndOutcome::RetryIn(END_RETRY_SECS),
+        (false, Some(2 | 3)) => EndOutcome::Failed,
+        _ => EndOutcome::RetryIn(END_FAILED_RETRY_SECS),
+    }
+}
+
+/// Where the script runs: on this machine, or on a box over SSH (`None`: its settings are
+/// incomplete).
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Local,
+    Ssh(Option<&'a SshTarget>),
+}
+
+impl<'a> Target<'a> {
+    fn of(method: &str, ssh: Option<&'a SshTarget>) -> Self {
+        if method == "ssh" {
+            Target::Ssh(ssh)
+        } else {
+            Target::Local
+        }
+    }
+}
+
 /// Quotes one word for the remote shell that `ssh` hands its command line to.
 fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
-/// The command that applies a job, and how it is logged (PIN masked).
-fn command_for(config: &AppConfig, job: &Job) -> Result<(Command, String), String> {
-    let argument = format!("{}:{}", job.profile_name, job.lock_code);
-    let masked = format!("{}:****", job.profile_name);
-    if job.method != "ssh" {
-        let mut command = Command::new(&config.kodi_script);
-        command.arg(argument);
-        return Ok((
-            command,
-            format!("{} {masked}", config.kodi_script.display()),
-        ));
-    }
-    let Some(ssh) = &job.ssh else {
-        return Err("the device has no complete SSH settings (user, host, key)".into());
+/// The command that runs the Kodi script with `words`; `shown` is how its arguments are
+/// logged (PIN masked).
+fn command_for(
+    config: &AppConfig,
+    target: Target<'_>,
+    words: &[&str],
+    shown: &str,
+) -> Result<(Command, String), String> {
+    let ssh = match target {
+        Target::Local => {
+            let mut command = Command::new(&config.kodi_script);
+            command.args(words);
+            return Ok((command, format!("{} {shown}", config.kodi_script.display())));
+        }
+        Target::Ssh(None) => {
+            return Err("the device has no complete SSH settings (user, host, key)".into())
+        }
+        Target::Ssh(Some(ssh)) => ssh,
     };
     let mut command = Command::new("ssh");
     command
@@ -147,29 +264,44 @@ fn command_for(config: &AppConfig, job: &Job) -> Result<(Command, String), Strin
             config.ssh_known_hosts.display()
         ))
         .arg("--")
-        .arg(format!("{}@{}", ssh.ssh_user, ssh.ssh_host))
-        .arg(format!(
-            "{} {}",
-            shell_quote(&config.ssh_remote_script),
-            shell_quote(&argument)
-        ));
+        .arg(format!("{}@{}", ssh.ssh_user, ssh.ssh_host));
+    let remote: Vec<String> = std::iter::once(config.ssh_remote_script.as_str())
+        .chain(words.iter().copied())
+        .map(shell_quote)
+        .collect();
+    command.arg(remote.join(" "));
     let shown = format!(
-        "ssh -p {} {}@{} {} {masked}",
+        "ssh -p {} {}@{} {} {shown}",
         ssh.ssh_port, ssh.ssh_user, ssh.ssh_host, config.ssh_remote_script
     );
     Ok((command, shown))
 }
 
-async fn run_script(config: &AppConfig, job: &Job) -> Run {
+/// Runs the script with `PROFILE:PIN` (`argument`), logged as `masked`.
+async fn run_script(
+    config: &AppConfig,
+    target: Target<'_>,
+    argument: &str,
+    masked: &str,
+    lock_code: &str,
+) -> Run {
+    run_words(config, target, &[argument], masked, lock_code).await
+}
+
+async fn run_words(
+    config: &AppConfig,
+    target: Target<'_>,
+    words: &[&str],
+    shown: &str,
+    lock_code: &str,
+) -> Run {
     let started = Instant::now();
-    let (mut command, shown) = match command_for(config, job) {
+    let (mut command, command_line) = match command_for(config, target, words, shown) {
         Ok(c) => c,
         Err(problem) => {
-            let masked = format!("{}:****", job.profile_name);
-            return Run::new(masked, started.elapsed(), Err(problem), &job.lock_code);
+            return Run::new(shown.to_owned(), started.elapsed(), Err(problem), lock_code)
         }
     };
-    let command_line = shown;
     let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -194,7 +326,7 @@ async fn run_script(config: &AppConfig, job: &Job) -> Run {
             }
         }
     };
-    Run::new(command_line, started.elapsed(), finished, &job.lock_code)
+    Run::new(command_line, started.elapsed(), finished, lock_code)
 }
 
 fn append_exec_log(path: &Path, line: &str) {

@@ -85,17 +85,45 @@ pub async fn claim_due(pool: &Pool) -> Result<Option<Job>, sqlx::Error> {
         return Ok(None);
     };
     if job.method == "ssh" {
-        job.ssh = sqlx::query_as(
-            "SELECT v.ssh_user, v.ssh_host, v.ssh_port, v.ssh_key_path
-             FROM deliveries d JOIN devices v ON v.id = d.device_id
-             WHERE d.id = ? AND v.ssh_user IS NOT NULL AND v.ssh_host IS NOT NULL
-               AND v.ssh_key_path IS NOT NULL",
-        )
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+        if let Some(device) = device_of(pool, id).await? {
+            job.ssh = ssh_target(pool, device).await?;
+        }
     }
     Ok(Some(job))
+}
+
+async fn device_of(pool: &Pool, id: i64) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT device_id FROM deliveries WHERE id = ?")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+}
+
+/// A device's SSH settings, when all of them are set.
+pub async fn ssh_target(pool: &Pool, device_id: i64) -> Result<Option<SshTarget>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT ssh_user, ssh_host, ssh_port, ssh_key_path FROM devices
+         WHERE id = ? AND ssh_user IS NOT NULL AND ssh_host IS NOT NULL
+           AND ssh_key_path IS NOT NULL",
+    )
+    .bind(device_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Queues a ticket's delivery to run again now, whatever came of it before: its PIN is set on
+/// the TV again (after an ended ticket's PIN was replaced, say).
+pub async fn requeue(pool: &Pool, ticket_id: i64) -> Result<(), sqlx::Error> {
+    let t = now();
+    sqlx::query(
+        "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, updated_at = ?1
+         WHERE ticket_id = ?2 AND status <> 'running'",
+    )
+    .bind(t)
+    .bind(ticket_id)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// When the next pending job falls due, if any.

@@ -5,6 +5,7 @@ pub mod deliveries;
 pub mod devices;
 pub mod profiles;
 pub mod sessions;
+pub mod ticket_ends;
 pub mod tickets;
 
 use rocket::fairing::{self, AdHoc};

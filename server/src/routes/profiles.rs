@@ -2,13 +2,14 @@
 
 use rocket::form::FromForm;
 use rocket::response::{Flash, Redirect};
-use rocket::{get, post, routes, uri, Route};
+use rocket::{get, post, routes, uri, Route, State};
 use rocket_dyn_templates::Template;
 use serde::Serialize;
 
 use crate::auth::{Admin, CsrfForm, CsrfProtected};
 use crate::db::profiles::{self, Profile, ProfileSummary, Update};
 use crate::db::{self, tickets, Db};
+use crate::delivery::Waker;
 use crate::error::{Error, Result};
 use crate::validate;
 use crate::views::{render, Chrome, TicketRow};
@@ -283,9 +284,12 @@ pub async fn delete(
     id: i64,
     _form: CsrfForm<super::PlainForm>,
     db: &Db,
+    waker: &State<Waker>,
 ) -> Result<Flash<Redirect>> {
     let profile = profiles::find(db, id).await?.ok_or(Error::NotFound)?;
     profiles::delete(db, id).await?;
+    // Its tickets in use, or whose PIN was set on the TV, end there now.
+    waker.wake(profile.device_id);
     Ok(Flash::success(
         Redirect::to(uri!(list)),
         format!("Profile “{}” deleted.", profile.name),

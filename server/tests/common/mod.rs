@@ -37,7 +37,7 @@ pub fn figment(dir: &Path) -> Figment {
         .merge(("log_level", "off"))
 }
 
-/// A Kodi script stand-in: appends its argument to `applied.txt`, exits with the code in
+/// A Kodi script stand-in: appends its arguments to `applied.txt`, exits with the code in
 /// `exit_code` (0 when absent), after sleeping the seconds in `sleep` (none when absent).
 fn write_fake_script(dir: &Path) {
     let path = dir.join("fake-kodi.sh");
@@ -45,7 +45,7 @@ fn write_fake_script(dir: &Path) {
         &path,
         "#!/bin/sh\nd=$(dirname \"$0\")\n\
          [ -f \"$d/sleep\" ] && sleep \"$(cat \"$d/sleep\")\"\n\
-         echo \"$1\" >> \"$d/applied.txt\"\necho \"fake kodi: done\"\n\
+         echo \"$*\" >> \"$d/applied.txt\"\necho \"fake kodi: done\"\n\
          exit \"$(cat \"$d/exit_code\" 2>/dev/null || echo 0)\"\n",
     )
     .unwrap();

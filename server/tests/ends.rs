@@ -1,0 +1,247 @@
+//! Ending tickets on the TVs the server reaches itself (local, SSH): at the end of a ticket
+//! the worker logs its profile off and replaces its PIN, so an ended ticket opens nothing.
+
+mod common;
+
+use common::TestServer;
+use kodi_tickets_server::delivery::Waker;
+use rocket::http::Status;
+
+/// The ticket with this PIN is used on the TV now, as a report from the Kodi side would mark it.
+async fn use_ticket(s: &TestServer, pin: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(
+        "UPDATE tickets SET state = 'in_use', used_at = unixepoch(),
+                expires_at = unixepoch() + length * 60
+         WHERE lock_code = ? AND state = 'unused' RETURNING id",
+    )
+    .bind(pin)
+    .fetch_all(&s.pool())
+    .await
+    .unwrap()[0]
+}
+
+async fn end_row(s: &TestServer, ticket: i64) -> Option<(String, i64)> {
+    sqlx::query_as("SELECT status, due_at FROM ticket_ends WHERE ticket_id = ?")
+        .bind(ticket)
+        .fetch_optional(&s.pool())
+        .await
+        .unwrap()
+}
+
+async fn expires_at(s: &TestServer, ticket: i64) -> i64 {
+    sqlx::query_scalar("SELECT expires_at FROM tickets WHERE id = ?")
+        .bind(ticket)
+        .fetch_one(&s.pool())
+        .await
+        .unwrap()
+}
+
+async fn wait_applied(s: &TestServer, pin: &str) {
+    let want = format!("Kids:{pin}");
+    s.eventually("the PIN set on the TV", |s| s.applied().contains(&want))
+        .await;
+}
+
+/// What the script was asked after the first `skip` runs.
+fn runs_after(s: &TestServer, skip: usize) -> Vec<String> {
+    s.applied().into_iter().skip(skip).collect()
+}
+
+async fn ended(s: &TestServer, ticket: i64) -> bool {
+    end_row(s, ticket)
+        .await
+        .is_some_and(|(status, _)| status == "done")
+}
+
+async fn wait_ended(s: &TestServer, ticket: i64) {
+    for _ in 0..200 {
+        if ended(s, ticket).await {
+            return;
+        }
+        rocket::tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let rows: Vec<(i64, String, i64, Option<String>)> =
+        sqlx::query_as("SELECT ticket_id, status, due_at, last_message FROM ticket_ends")
+            .fetch_all(&s.pool())
+            .await
+            .unwrap();
+    panic!("ticket {ticket} never ended: {rows:?} {:?}", s.applied());
+}
+
+fn is_secret_for(run: &str, pin: &str) -> bool {
+    run.strip_prefix("Kids:")
+        .is_some_and(|code| code.len() == 4 && code != pin)
+}
+
+#[rocket::async_test]
+async fn a_used_ticket_ends_at_its_expiry_and_end_now_logs_off_and_relocks_at_once() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let kids = s.create_profile("Kids").await;
+    let pin = s.create_ticket(kids, 30).await;
+    wait_applied(&s, &pin).await;
+    let ticket = use_ticket(&s, &pin).await;
+    let (status, due) = end_row(&s, ticket).await.expect("an end is scheduled");
+    assert_eq!(
+        (status.as_str(), due),
+        ("pending", expires_at(&s, ticket).await)
+    );
+
+    let res = s
+        .post_form(&format!("/tickets/{ticket}/extend"), &[("minutes", "15")])
+        .await;
+    assert_eq!(res.status(), Status::SeeOther);
+    assert_eq!(
+        end_row(&s, ticket).await.unwrap().1,
+        expires_at(&s, ticket).await,
+        "+15 moves the end"
+    );
+
+    let before = s.applied().len();
+    let res = s.post_form(&format!("/tickets/{ticket}/end"), &[]).await;
+    assert_eq!(res.status(), Status::SeeOther);
+    wait_ended(&s, ticket).await;
+    let runs = runs_after(&s, before);
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[0], "--log-off Kids");
+    assert!(
+        is_secret_for(&runs[1], &pin),
+        "a new secret lock code: {runs:?}"
+    );
+    let log = std::fs::read_to_string(s.path("log/exec.log")).unwrap();
+    assert!(
+        log.contains("end exit=0") && log.contains("--log-off Kids"),
+        "{log}"
+    );
+    assert!(
+        !log.contains(&runs[1][5..]),
+        "the secret never reaches the log"
+    );
+}
+
+#[rocket::async_test]
+async fn deleting_an_armed_or_running_ticket_relocks_at_once() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let kids = s.create_profile("Kids").await;
+    for running in [false, true] {
+        let pin = s.create_ticket(kids, 30).await;
+        wait_applied(&s, &pin).await;
+        let id: i64 = sqlx::query_scalar("SELECT id FROM tickets WHERE lock_code = ?")
+            .bind(&pin)
+            .fetch_one(&s.pool())
+            .await
+            .unwrap();
+        if running {
+            use_ticket(&s, &pin).await;
+        }
+        let before = s.applied().len();
+        let res = s.post_form(&format!("/tickets/{id}/delete"), &[]).await;
+        assert_eq!(res.status(), Status::SeeOther);
+        wait_ended(&s, id).await;
+        let runs = runs_after(&s, before);
+        assert_eq!(runs[0], "--log-off Kids", "running: {running}");
+        assert!(is_secret_for(&runs[1], &pin), "{runs:?}");
+    }
+}
+
+#[rocket::async_test]
+async fn the_next_ticket_takes_over_the_profile_instead_of_a_secret() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let kids = s.create_profile("Kids").await;
+    let first = s.create_ticket(kids, 30).await;
+    wait_applied(&s, &first).await;
+    let ticket = use_ticket(&s, &first).await;
+    s.set_script_exit(75); // a session runs: the next ticket waits
+    let next = s.create_ticket(kids, 30).await;
+    s.eventually("the next ticket waits", |s| {
+        s.applied().contains(&format!("Kids:{next}"))
+    })
+    .await;
+    s.set_script_exit(0);
+    let before = s.applied().len();
+    s.post_form(&format!("/tickets/{ticket}/end"), &[]).await;
+    wait_ended(&s, ticket).await;
+    s.eventually("the next ticket's PIN set again", |s| {
+        runs_after(s, before) == vec!["--log-off Kids".to_owned(), format!("Kids:{next}")]
+    })
+    .await;
+}
+
+#[rocket::async_test]
+async fn a_busy_kodi_is_asked_again_until_the_session_has_ended() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let kids = s.create_profile("Kids").await;
+    let pin = s.create_ticket(kids, 30).await;
+    wait_applied(&s, &pin).await;
+    let ticket = use_ticket(&s, &pin).await;
+    s.set_script_exit(75);
+    s.post_form(&format!("/tickets/{ticket}/end"), &[]).await;
+    for _ in 0..200 {
+        if end_row(&s, ticket)
+            .await
+            .is_some_and(|(st, due)| st == "pending" && due > expires_at_now())
+        {
+            break;
+        }
+        rocket::tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (status, due) = end_row(&s, ticket).await.unwrap();
+    assert_eq!(status, "pending", "kept while Kodi is busy");
+    assert!(due > expires_at_now(), "tried again later");
+
+    s.set_script_exit(0);
+    sqlx::query("UPDATE ticket_ends SET due_at = unixepoch() WHERE ticket_id = ?")
+        .bind(ticket)
+        .execute(&s.pool())
+        .await
+        .unwrap();
+    s.client.rocket().state::<Waker>().unwrap().wake(None);
+    wait_ended(&s, ticket).await;
+}
+
+fn expires_at_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[rocket::async_test]
+async fn tickets_an_agent_delivers_are_ended_by_the_agent() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    s.device_token("Living room").await;
+    let device: i64 = sqlx::query_scalar("SELECT id FROM devices")
+        .fetch_one(&s.pool())
+        .await
+        .unwrap();
+    let res = s
+        .post_form(
+            "/profiles",
+            &[("name", "Kids"), ("device", &device.to_string())],
+        )
+        .await;
+    let kids: i64 = res.headers().get_one("Location").unwrap()[10..]
+        .parse()
+        .unwrap();
+    let pin = s.create_ticket(kids, 30).await;
+    let ticket = use_ticket(&s, &pin).await;
+    assert_eq!(end_row(&s, ticket).await, None);
+}
+
+#[rocket::async_test]
+async fn deleting_a_profile_in_use_ends_its_session_on_the_tv() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let kids = s.create_profile("Kids").await;
+    let pin = s.create_ticket(kids, 30).await;
+    wait_applied(&s, &pin).await;
+    let ticket = use_ticket(&s, &pin).await;
+    let before = s.applied().len();
+    let res = s.post_form(&format!("/profiles/{kids}/delete"), &[]).await;
+    assert_eq!(res.status(), Status::SeeOther);
+    wait_ended(&s, ticket).await;
+    let runs = runs_after(&s, before);
+    assert_eq!(runs[0], "--log-off Kids");
+    assert!(is_secret_for(&runs[1], &pin), "{runs:?}");
+}
