@@ -453,12 +453,17 @@ def send_log_off(address):
         s.sendto(action, address)
 
 def login_state():
-    """(connected, profile logged in or None); Unsure when Kodi answers nothing usable."""
+    """(connected, profile logged in or None, the master profile's name); Unsure when Kodi
+    answers nothing usable."""
     rpc = Rpc()
     try:
         if not rpc.connect():
-            return False, None
-        return True, logged_in_profile(rpc)
+            return False, None, None
+        current = logged_in_profile(rpc)
+        res = rpc.call("Profiles.GetProfiles", {})
+        listed = res.get("profiles") if isinstance(res, dict) else None
+        master = listed[0].get("label") if isinstance(listed, list) and listed and isinstance(listed[0], dict) else None
+        return True, current, master
     finally:
         rpc.close()
 
@@ -474,11 +479,15 @@ def mode_logoff():
     last = 0.0
     while True:
         try:
-            connected, current = login_state()
+            connected, current, master = login_state()
             in_use = connected and current is not None and ascii_lower(current) == ascii_lower(name)
+            # Right after a log-off the master profile is current before the login screen
+            # shows: not done yet.
+            leaving = connected and current is not None and master is not None \
+                and ascii_lower(current) == ascii_lower(master)
         except Unsure:
-            connected, in_use = None, False  # switching profiles: look again
-        if connected and not in_use:
+            connected, in_use, leaving = None, False, False  # switching profiles: look again
+        if connected and not in_use and not leaving:
             print("logged off profile %s" % quoted(name) if sent
                   else "profile %s is not logged in" % quoted(name))
             return
