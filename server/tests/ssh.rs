@@ -40,7 +40,7 @@ fn free_port() -> u16 {
 }
 
 /// Starts sshd on 127.0.0.1 accepting `client_key` for the current user; the "Kodi script"
-/// on this box records its arguments in `applied.txt`.
+/// on this box records its arguments in `applied.txt`, a line per run.
 fn start_sshd(dir: &Path) -> Sshd {
     keygen(&dir.join("host_key"));
     keygen(&dir.join("client_key"));
@@ -49,7 +49,7 @@ fn start_sshd(dir: &Path) -> Sshd {
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$1\" >> {}/applied.txt\necho \"remote kodi: done\"\n",
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> {}/applied.txt\necho \"remote kodi: done\"\n",
             dir.display()
         ),
     )
@@ -264,4 +264,43 @@ async fn incomplete_ssh_settings_are_refused_by_the_form() {
         .await
         .unwrap();
     assert_eq!(delivery, "agent");
+}
+
+#[rocket::async_test]
+async fn a_ticket_ends_on_a_box_reached_by_ssh() {
+    let sshd_dir = tempfile::tempdir().unwrap();
+    let sshd = start_sshd(sshd_dir.path());
+    known_hosts(sshd_dir.path(), sshd.port, "host_key.pub");
+    let s = server_using_ssh(sshd_dir.path()).await;
+    let profile = ssh_profile(&s, &sshd, sshd_dir.path(), "Bob's room").await;
+    let pin = s.create_ticket(profile, 30).await;
+    assert_eq!(delivery(&s).await.1, "applied");
+    let ticket: i64 = sqlx::query_scalar(
+        "UPDATE tickets SET state = 'in_use', used_at = unixepoch(),
+                expires_at = unixepoch() + 1800 WHERE lock_code = ? RETURNING id",
+    )
+    .bind(&pin)
+    .fetch_all(&s.pool())
+    .await
+    .unwrap()[0];
+    s.post_form(&format!("/tickets/{ticket}/end"), &[]).await;
+    let remote = sshd_dir.path().join("applied.txt");
+    for _ in 0..300 {
+        if std::fs::read_to_string(&remote).unwrap().lines().count() >= 3 {
+            break;
+        }
+        rocket::tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let runs: Vec<String> = std::fs::read_to_string(&remote)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert_eq!(runs[1], "--log-off Bob's room", "the log-off, over SSH");
+    let secret = runs[2]
+        .strip_prefix("Bob's room:")
+        .expect("a new lock code");
+    assert!(secret.len() == 4 && secret != pin, "{runs:?}");
+    assert!(s.applied().is_empty(), "nothing ran locally");
 }
