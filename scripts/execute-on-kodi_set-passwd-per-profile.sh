@@ -49,6 +49,10 @@
 #       (Kodi then boots to the login screen). Missing elements are created.
 #       Everything else keeps its value. The file is written atomically (temp
 #       file in the same directory, fsync, rename), keeping mode and owner;
+#       While Kodi is stopped, "Allow remote control by programs"
+#       (services.esenabled) is switched back on in every profile's
+#       guisettings.xml that has it off (a note on stderr names the profile):
+#       off, Kodi closes JSON-RPC and the EventServer in that profile.
 #    7. start Kodi ($KODI_START_CMD) with SIGPIPE ignored -- also after a
 #       failed step 6.
 #   If the master profile has no lock (lockmode 0), a WARNING goes to stderr:
@@ -570,7 +574,7 @@ def atomic_write(path, data):
     real = os.path.realpath(path)
     st = os.stat(real)
     d = os.path.dirname(real) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".profiles.xml.", suffix=".tmp", dir=d)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(real) + ".", suffix=".tmp", dir=d)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -600,6 +604,39 @@ def atomic_write(path, data):
     except OSError:
         pass
 
+# Kodi's "Allow remote control by programs on this system": off, it closes JSON-RPC and the
+# EventServer, and the profile is saved so (its own guisettings.xml).
+REMOTE_CONTROL_OFF = re.compile(
+    rb'(<setting\b[^>]*\bid="services\.esenabled"[^>]*>)\s*false\s*(</setting>)')
+
+def profile_folder(ud, prof):
+    d = child_text(prof, "directory").strip()
+    if d.startswith("special://masterprofile/"):
+        d = d[len("special://masterprofile/"):]
+    return d if os.path.isabs(d) else os.path.join(ud, d)
+
+def restore_remote_control(path, root):
+    """Switches remote control by programs back on in every profile that has it off, while
+    Kodi is stopped (it rewrites guisettings.xml when it exits)."""
+    ud = os.path.dirname(path)
+    for prof in profiles_of(root):
+        settings = os.path.join(profile_folder(ud, prof), "guisettings.xml")
+        try:
+            with open(settings, "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        fixed, n = REMOTE_CONTROL_OFF.subn(rb"\1true\2", raw)
+        if n:
+            try:
+                atomic_write(settings, fixed)
+            except OSError as e:
+                say("warning: cannot switch remote control back on in %s: %s"
+                    % (settings, e.strerror or e))
+                continue
+            say("note: remote control by programs was off in profile %s (the agent cannot "
+                "see or end its sessions so); switched back on" % quoted(child_text(prof, "name")))
+
 def mode_edit(path):
     name, pin = parse_spec()
     raw, root = load(path)
@@ -622,6 +659,7 @@ def mode_edit(path):
         atomic_write(path, data)
     except OSError as e:
         die(EX_FAIL, "cannot write %s: %s" % (path, e.strerror or e))
+    restore_remote_control(path, root)
 
     pname = child_text(prof, "name")
     if not master_locked(root):

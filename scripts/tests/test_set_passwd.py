@@ -777,3 +777,31 @@ def test_log_off_with_kodi_not_running_changes_nothing(make_box):
     assert r.returncode == 0, r.stderr
     assert r.stdout == 'Kodi is not running: profile "Kids" is not logged in\n'
     assert box.xml.read_bytes() == before and box.calls() == []
+
+
+# ------------------------------------------------------------- remote control switched off
+
+GUISETTINGS = ('<settings version="2">\n'
+               '    <setting id="services.esallinterfaces" default="true">false</setting>\n'
+               '    <setting id="services.esenabled"%s>%s</setting>\n'
+               '    <setting id="services.esport" default="true">9777</setting>\n'
+               '</settings>\n')
+
+
+def test_remote_control_switched_off_in_a_profile_is_switched_back_on(make_box):
+    box = make_box()
+    kids = box.ud / "profiles" / "Kids" / "guisettings.xml"
+    room = box.ud / "profiles" / "Room 12" / "guisettings.xml"
+    master = box.ud / "guisettings.xml"
+    for path, on in ((kids, False), (room, True), (master, False)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(GUISETTINGS % (' default="true"', "true") if on else GUISETTINGS % ("", "false"))
+    room_before = room.read_bytes()
+    r = box.run("Kids:1234")
+    assert r.returncode == 0, r.stderr
+    for path in (kids, master):
+        assert ET.parse(path).getroot().find("setting[@id='services.esenabled']").text == "true"
+        assert "esallinterfaces\" default=\"true\">false" in path.read_text(), "nothing else changes"
+    assert room.read_bytes() == room_before, "a profile with it on is not rewritten"
+    assert r.stderr.count("remote control by programs was off") == 2, r.stderr
+    assert '"Kids"' in r.stderr and '"Master user"' in r.stderr

@@ -11,6 +11,7 @@ import hashlib
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -194,6 +195,34 @@ def test_log_off_leaves_other_sessions_and_the_login_screen_alone(kodi):
     r = run_script(kodi, "--log-off", "Kids")
     assert r.returncode == 0, explain(kodi, r)
     assert kodi.state() == ("Tickets", True), "another profile's session is not touched"
+    kodi.log_off()
+
+
+def test_remote_control_switched_off_in_a_session_is_back_on_after_the_script(kodi):
+    """A child switches off Settings > Services > Control > "Allow remote control by
+    programs" in Kids: JSON-RPC and the EventServer close, and Kids keeps it off at its next
+    login. The script, which stops Kodi anyway, switches it back on."""
+    logged_in_as_kids(kodi)
+    try:
+        kodi.rpc("Settings.SetSettingValue", {"setting": "services.esenabled", "value": False},
+                 retry_for=0)
+    except Exception:  # Kodi may close the port before it answers
+        pass
+    wait_until_closed = time.monotonic() + 10
+    while kodi.answers(timeout=1) and time.monotonic() < wait_until_closed:
+        time.sleep(0.2)
+    assert not kodi.answers(), "switching it off closes JSON-RPC"
+    kodi.stop_kodi()  # as the script would: Kodi saves Kids' settings on the way out
+    saved = (kodi.profile_dir("Kids") / "guisettings.xml").read_text()
+    assert 'id="services.esenabled">false<' in saved, "Kids keeps it off"
+
+    r = run_script(kodi, "Kids:3690")
+    assert r.returncode == 0, explain(kodi, r)
+    kids_pin["now"] = "3690"
+    assert "remote control by programs was off" in r.stderr and '"Kids"' in r.stderr, r.stderr
+    kodi.wait_ready()
+    assert kodi.load_profile("Kids", pin="3690") is True, explain(kodi, r)
+    assert kodi.state() == ("Kids", True) and kodi.answers(), "JSON-RPC is open in Kids again"
     kodi.log_off()
 
 
