@@ -41,8 +41,12 @@ def local(kodi, tmp_path_factory):
     server = Server(tmp, env=env)
     server.start()
     server.admin.first_log_in(NEW_PASSWORD)
-    token = server.cli("device", "add", "Kodi side", check=True).stdout.strip()
-    location = server.admin.post("/profiles", name="Kids", device="")
+    # The Kodi side reports logins with a device token: a device whose PINs the server's own
+    # script sets (delivery "local"), with Kids on it.
+    token = server.cli("device", "add", "This machine", check=True).stdout.strip()
+    device = server.value("SELECT id FROM devices")
+    server.admin.post(f"/devices/{device}/delivery", delivery="local")
+    location = server.admin.post("/profiles", name="Kids", device=str(device))
     profile_id = int(location.rsplit("/", 1)[1])
     yield dict(server=server, token=token, profile_id=profile_id)
     server.close()
