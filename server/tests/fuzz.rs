@@ -332,8 +332,8 @@ fn the_login_api_answers_every_body_with_json_and_never_500() {
     let mut runner = TestRunner::new(config(48));
     runner
         .run(&body, |body| {
-            // Misses are rate limited (and answered 429 before the body is read); start each
-            // case afresh so every body is parsed.
+            // Misses are rate limited (429 instead of the lookup); start each case afresh so
+            // every valid body is looked up.
             limiters.pins.clear(&format!("device:{device_id}"));
             limiters.pins.clear("ip:unknown");
             let (status, content_type, text) = rt.block_on(async {

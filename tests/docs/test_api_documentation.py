@@ -453,6 +453,9 @@ def test_documented_guessing_limit(server):
     assert retry is not None and retry.isdigit() and 1 <= int(retry) <= 60, (
         f"429 without a documented Retry-After: N header (headers: {headers})"
     )
-    assert body["error"] == template.replace(" N ", f" {retry} "), (
-        f"429 error is {body['error']!r}, documented {template!r} with N = Retry-After = {retry}"
+    minutes = -(-int(retry) // 60)
+    said = " 1 minute" if minutes == 1 else f" {minutes} minutes"
+    assert body["error"] == template.replace(" N minutes", said), (
+        f"429 error is {body['error']!r}, documented {template!r} with N = {minutes} "
+        f"(Retry-After {retry} s in minutes, rounded up)"
     )

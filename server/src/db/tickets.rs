@@ -251,21 +251,14 @@ pub async fn find(pool: &Pool, id: i64) -> Result<Option<Ticket>, sqlx::Error> {
         .await
 }
 
-/// The live ticket holding this PIN, or else the latest one that held it.
-pub async fn find_by_code(pool: &Pool, lock_code: &str) -> Result<Option<Ticket>, sqlx::Error> {
-    // NOTE: the live ticket through the index on live PINs (the condition repeated so SQLite
-    // uses it); only a PIN no live ticket holds reads the history, which has no index.
-    let live = sqlx::query_as(&format!(
-        "{SELECT} WHERE t.lock_code = ? AND t.state IN ('unused', 'in_use') LIMIT 1"
-    ))
-    .bind(lock_code)
-    .fetch_optional(pool)
-    .await?;
-    if live.is_some() {
-        return Ok(live);
-    }
+/// The live (unused or running) ticket holding this PIN.
+pub async fn find_live_by_code(
+    pool: &Pool,
+    lock_code: &str,
+) -> Result<Option<Ticket>, sqlx::Error> {
+    // NOTE: the condition repeats the condition of the index on live PINs so that SQLite uses it.
     sqlx::query_as(&format!(
-        "{SELECT} WHERE t.lock_code = ? ORDER BY t.id DESC LIMIT 1"
+        "{SELECT} WHERE t.lock_code = ? AND t.state IN ('unused', 'in_use') LIMIT 1"
     ))
     .bind(lock_code)
     .fetch_optional(pool)

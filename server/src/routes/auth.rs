@@ -1,7 +1,9 @@
 //! Logging in and out, and changing the password.
 
+use std::time::Duration;
+
 use rocket::form::FromForm;
-use rocket::http::{CookieJar, Header, Status};
+use rocket::http::{CookieJar, Status};
 use rocket::response::{Flash, Redirect, Responder};
 use rocket::{get, post, routes, uri, Route, State};
 use rocket_dyn_templates::Template;
@@ -9,9 +11,9 @@ use serde::Serialize;
 
 use crate::auth::{ClientAddr, CsrfForm, CsrfProtected, Session};
 use crate::db::{admins, sessions, Db};
-use crate::error::Result;
+use crate::error::{retry_after_header, Result};
 use crate::password;
-use crate::rate_limit::Limiters;
+use crate::rate_limit::{self, Limiters, Reservation};
 use crate::views::{render, Chrome, Flash as FlashView};
 
 pub fn routes() -> Vec<Route> {
@@ -65,14 +67,14 @@ impl CsrfProtected for LoginForm {
 /// The login page again, with an error and the right status (and `Retry-After` when throttled).
 struct LoginRefused {
     page: (Status, Template),
-    retry_after: Option<u64>,
+    retry_after: Option<Duration>,
 }
 
 impl<'r> Responder<'r, 'static> for LoginRefused {
     fn respond_to(self, req: &'r rocket::Request<'_>) -> rocket::response::Result<'static> {
         let mut response = self.page.respond_to(req)?;
-        if let Some(seconds) = self.retry_after {
-            response.set_header(Header::new("Retry-After", seconds.to_string()));
+        if let Some(wait) = self.retry_after {
+            response.set_header(retry_after_header(wait));
         }
         Ok(response)
     }
@@ -84,7 +86,7 @@ impl LoginRefused {
         status: Status,
         message: String,
         username: String,
-        retry_after: Option<u64>,
+        retry_after: Option<Duration>,
     ) -> Self {
         chrome.flash = Some(FlashView {
             kind: "danger",
@@ -112,26 +114,30 @@ async fn login(
     let LoginForm {
         username, password, ..
     } = form.0;
-    let user_key = format!("user:{}", username.to_lowercase());
-    let keys = [user_key.as_str(), client.0.as_str()];
-    if let Some(wait) = keys
-        .iter()
-        .filter_map(|k| limiters.logins.check(k).err())
-        .max()
-    {
-        let message = format!("Too many failed logins. Try again in {wait} seconds.");
-        return Ok(Err(LoginRefused::new(
-            chrome,
-            Status::TooManyRequests,
-            message,
-            username,
-            Some(wait),
-        )));
-    }
     let admin = admins::find_by_username(db, &username).await?;
+    let user_key = format!("user:{}", username.to_lowercase());
+    // NOTE: reserved before the password is checked: however many guesses arrive at once, no
+    // more are checked than the limits allow.
+    let guess = match reserve_login(limiters, &client.0, &user_key).await {
+        Ok(guess) => guess,
+        Err(wait) => {
+            let message = format!(
+                "Too many failed logins. Try again in {}.",
+                rate_limit::in_minutes(wait)
+            );
+            return Ok(Err(LoginRefused::new(
+                chrome,
+                Status::TooManyRequests,
+                message,
+                username,
+                Some(wait),
+            )));
+        }
+    };
     let ok = password::verify(password, admin.as_ref().map(|a| a.password_hash.clone())).await;
     let Some(admin) = admin.filter(|_| ok) else {
-        keys.iter().for_each(|k| limiters.logins.record_failure(k));
+        // Dropping the reservations counts the miss.
+        drop(guess);
         let message = "Wrong user name or password.".to_owned();
         return Ok(Err(LoginRefused::new(
             chrome,
@@ -141,7 +147,7 @@ async fn login(
             None,
         )));
     };
-    limiters.logins.clear(&user_key);
+    guess.forgive();
     Session::start(db, cookies, admin.id).await?;
     tracing::info!(admin = %admin.username, "admin logged in");
     Ok(Ok(if admin.must_change_password {
@@ -149,6 +155,33 @@ async fn login(
     } else {
         Redirect::to(uri!(super::profiles::list))
     }))
+}
+
+/// The places one password guess takes: under its address and under its user name.
+struct LoginGuess<'l>(Vec<Reservation<'l>>);
+
+impl LoginGuess<'_> {
+    /// The password was right: its keys' misses are forgotten.
+    fn forgive(self) {
+        self.0.into_iter().for_each(Reservation::forgive);
+    }
+}
+
+async fn reserve_login<'l>(
+    limiters: &'l Limiters,
+    address: &str,
+    user_key: &str,
+) -> std::result::Result<LoginGuess<'l>, Duration> {
+    // NOTE: always the address first, then the user name: guesses waiting on both never wait
+    // on each other in a circle.
+    let by_address = limiters.clients.reserve(&[address]).await?;
+    match limiters.users.reserve(&[user_key]).await {
+        Ok(by_user) => Ok(LoginGuess(vec![by_address, by_user])),
+        Err(wait) => {
+            by_address.give_back();
+            Err(wait)
+        }
+    }
 }
 
 #[post("/logout", data = "<_form>")]
