@@ -77,8 +77,7 @@ async fn the_login_page_says_the_wait_in_minutes_with_retry_after_in_seconds() {
 async fn server_with_device_ticket() -> (TestServer, String, String) {
     let s = TestServer::start().await;
     s.login_admin().await;
-    let token = s.device_token("Living room").await;
-    let kids = s.create_profile("Kids").await;
+    let (token, kids) = s.local_box_with_profile("Living room", "Kids").await;
     let pin = s.create_ticket(kids, 30).await;
     (s, token, pin)
 }
@@ -141,8 +140,7 @@ async fn a_burst_of_ticket_lookups_gets_ten_answered() {
 async fn right_pins_at_once_are_all_answered() {
     let s = TestServer::start().await;
     s.login_admin().await;
-    let token = s.device_token("Living room").await;
-    let kids = s.create_profile("Kids").await;
+    let (token, kids) = s.local_box_with_profile("Living room", "Kids").await;
     let mut pins = Vec::new();
     for _ in 0..40 {
         pins.push(s.create_ticket(kids, 30).await);

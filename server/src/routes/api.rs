@@ -142,7 +142,7 @@ async fn login(
     // NOTE: reserved before the lookup: however many guesses arrive at once, no more are
     // looked up than the limit allows.
     let guess = reserve_guess(limiters, device, &client).await?;
-    let Some(t) = logins.mark_used(&login.lock_code, at).await? else {
+    let Some(t) = logins.mark_used(&login.lock_code, device.id, at).await? else {
         return Err(Error::NotFoundMessage("unknown or already used PIN".into()));
     };
     guess.give_back();
@@ -177,8 +177,9 @@ async fn ticket(
     }
     let guess = reserve_guess(limiters, device, &client).await?;
     let now = db::now();
-    // NOTE: only a live ticket answers: ended tickets' PINs would tell which codes are issued.
-    match db::tickets::find_live_by_code(db, lock_code).await? {
+    // NOTE: only a live ticket of this device's profiles answers: ended tickets' PINs would
+    // tell which codes are issued, other boxes' PINs would open other rooms.
+    match db::tickets::find_live_by_code(db, lock_code, device.id).await? {
         Some(t) if matches!(t.state_at(now), TicketState::Unused | TicketState::InUse) => {
             guess.give_back();
             Ok(Json(ticket_json(&t, now)))
