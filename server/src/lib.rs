@@ -11,6 +11,7 @@ pub mod headers;
 pub mod logins;
 pub mod password;
 pub mod presence;
+pub mod process;
 pub mod rate_limit;
 pub mod routes;
 pub mod sweeper;

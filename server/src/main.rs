@@ -5,6 +5,7 @@ use tracing_subscriber::EnvFilter;
 
 #[rocket::main]
 async fn main() -> ExitCode {
+    kodi_tickets_server::process::restrict_new_files();
     // Rocket logs through `log`; this subscriber takes both, filtered by RUST_LOG.
     tracing_subscriber::fmt()
         .with_env_filter(
