@@ -10,6 +10,8 @@ use rand::RngCore;
 use rocket::figment::Figment;
 use serde::Deserialize;
 
+use crate::db::sessions::Lifetimes;
+
 /// The app's settings; every one can be set in `Rocket.toml` or as `ROCKET_<NAME>`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct AppConfig {
@@ -31,6 +33,22 @@ pub struct AppConfig {
     /// Host keys of boxes reached by `ssh` (checked strictly: unknown or changed keys fail).
     #[serde(default = "default_ssh_known_hosts")]
     pub ssh_known_hosts: PathBuf,
+    /// Days an admin session lasts without being used.
+    #[serde(default = "default_session_idle_days")]
+    pub session_idle_days: u32,
+    /// Days an admin session lasts at most, however much it is used.
+    #[serde(default = "default_session_max_days")]
+    pub session_max_days: u32,
+}
+
+impl AppConfig {
+    pub fn session_lifetimes(&self) -> Lifetimes {
+        const DAY: i64 = 24 * 60 * 60;
+        Lifetimes {
+            idle_secs: i64::from(self.session_idle_days) * DAY,
+            absolute_secs: i64::from(self.session_max_days) * DAY,
+        }
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -50,6 +68,12 @@ fn default_ssh_remote_script() -> String {
 }
 fn default_ssh_known_hosts() -> PathBuf {
     "data/known_hosts".into()
+}
+fn default_session_idle_days() -> u32 {
+    30
+}
+fn default_session_max_days() -> u32 {
+    180
 }
 
 /// Rocket's figment with what the app must settle before launch: the secret key (generated

@@ -9,12 +9,12 @@ use rocket::{get, post, routes, uri, Route, State};
 use rocket_dyn_templates::Template;
 use serde::Serialize;
 
-use crate::auth::{ClientAddr, CsrfForm, CsrfProtected, Session};
-use crate::db::{admins, sessions, Db};
+use crate::auth::{ClientAddr, CsrfForm, CsrfProtected, KnownBrowser, Session};
+use crate::db::{admins, Db};
 use crate::error::{retry_after_header, Result};
-use crate::password;
 use crate::rate_limit::{self, Limiters, Reservation};
 use crate::views::{render, Chrome, Flash as FlashView};
+use crate::{password, token};
 
 pub fn routes() -> Vec<Route> {
     routes![
@@ -115,10 +115,13 @@ async fn login(
         username, password, ..
     } = form.0;
     let admin = admins::find_by_username(db, &username).await?;
-    let user_key = format!("user:{}", username.to_lowercase());
     // NOTE: reserved before the password is checked: however many guesses arrive at once, no
     // more are checked than the limits allow.
-    let guess = match reserve_login(limiters, &client.0, &user_key).await {
+    let reserved = match KnownBrowser::of(cookies, &username) {
+        Some(browser) => reserve_known(limiters, &browser).await,
+        None => reserve_login(limiters, &client.0, &user_key(&username, admin.as_ref())).await,
+    };
+    let guess = match reserved {
         Ok(guess) => guess,
         Err(wait) => {
             let message = format!(
@@ -148,6 +151,7 @@ async fn login(
         )));
     };
     guess.forgive();
+    KnownBrowser::remember(cookies, &admin.username);
     Session::start(db, cookies, admin.id).await?;
     tracing::info!(admin = %admin.username, "admin logged in");
     Ok(Ok(if admin.must_change_password {
@@ -157,7 +161,8 @@ async fn login(
     }))
 }
 
-/// The places one password guess takes: under its address and under its user name.
+/// The places one password guess takes: under its address and its user name, or under its
+/// known browser.
 struct LoginGuess<'l>(Vec<Reservation<'l>>);
 
 impl LoginGuess<'_> {
@@ -165,6 +170,27 @@ impl LoginGuess<'_> {
     fn forgive(self) {
         self.0.into_iter().for_each(Reservation::forgive);
     }
+}
+
+/// The key a user name's wrong passwords are counted under. It changes with the password, so
+/// setting a new one (`admin set-password`, from another process) lifts the user's limit.
+fn user_key(username: &str, admin: Option<&admins::Admin>) -> String {
+    let version = admin.map_or_else(String::new, |a| token::hash(&a.password_hash));
+    format!(
+        "user:{}:{}",
+        username.to_lowercase(),
+        &version[..version.len().min(16)]
+    )
+}
+
+/// A known browser's guess: counted under its own id only, so that guessing from elsewhere
+/// never locks the owner out.
+async fn reserve_known<'l>(
+    limiters: &'l Limiters,
+    browser: &KnownBrowser,
+) -> std::result::Result<LoginGuess<'l>, Duration> {
+    let guess = limiters.clients.reserve(&[&browser.key()]).await?;
+    Ok(LoginGuess(vec![guess]))
 }
 
 async fn reserve_login<'l>(
@@ -250,8 +276,14 @@ async fn change_password(
         return Ok(back(format!("Not changed: {why}.")));
     }
     let hash = password::hash(form.new_password).await?;
-    admins::set_password(db, &session.admin.username, &hash, false).await?;
-    sessions::delete_others(db, session.admin.id, Some(&session.token_hash)).await?;
+    admins::set_password(
+        db,
+        &session.admin.username,
+        &hash,
+        false,
+        Some(&session.token_hash),
+    )
+    .await?;
     tracing::info!(admin = %session.admin.username, "admin changed their password");
     Ok(Flash::success(
         Redirect::to(uri!(super::profiles::list)),
