@@ -34,6 +34,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve() -> anyhow::Result<()> {
+    kodi_tickets_server::process::raise_open_files_limit();
     kodi_tickets_server::rocket()?.launch().await?;
     Ok(())
 }

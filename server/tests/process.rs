@@ -1,5 +1,6 @@
-//! The server's files are its own user's only: the data folder 0700; the database, its `-wal`
-//! and `-shm`, and the secret key 0600; whether the server creates them or finds them.
+//! What the server process sets up at start. Its files are its own user's only: the data
+//! folder 0700; the database, its `-wal` and `-shm`, and the secret key 0600; whether the
+//! server creates them or finds them. Its open-files limit is raised to the hard limit.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -14,11 +15,18 @@ fn mode(path: &Path) -> u32 {
         & 0o777
 }
 
+const SERVER: &str = env!("CARGO_BIN_EXE_kodi-tickets-server");
+
 /// The server binary on a data folder of its own, with the usual umask of a login shell.
 fn server(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kodi-tickets-server"));
-    cmd.args(args)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+    let mut cmd = Command::new(SERVER);
+    cmd.args(args);
+    configure(&mut cmd, dir);
+    cmd
+}
+
+fn configure(cmd: &mut Command, dir: &Path) {
+    cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .env(
             "ROCKET_DATABASES",
             format!(
@@ -33,7 +41,6 @@ fn server(dir: &Path, args: &[&str]) -> Command {
         .env("ROCKET_EXEC_LOG", dir.join("exec.log"))
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1");
-    cmd
 }
 
 /// Kills the server when the test ends, however it ends.
@@ -48,7 +55,11 @@ impl Drop for Running {
 
 /// Starts the server and returns once it serves (it has opened its database by then).
 fn serve(dir: &Path) -> Running {
-    let mut child = server(dir, &[])
+    start(server(dir, &[]))
+}
+
+fn start(mut command: Command) -> Running {
+    let mut child = command
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -108,4 +119,22 @@ fn an_existing_open_data_folder_is_tightened() {
     for file in ["kt.db", "secret.key"] {
         assert_eq!(mode(&data.join(file)), 0o600, "{file}");
     }
+}
+
+#[test]
+fn the_open_files_limit_is_raised_to_the_hard_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    // Started with a soft limit below the hard one, as systemd starts services.
+    let mut command = Command::new("sh");
+    command.args(["-c", "ulimit -Sn 256 && exec \"$0\"", SERVER]);
+    configure(&mut command, dir.path());
+    let server = start(command);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.0.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers[0], numbers[1], "soft = hard: {line}");
+    assert_ne!(numbers[0], "256", "{line}");
 }
