@@ -33,6 +33,10 @@ pub struct AppConfig {
     /// Host keys of boxes reached by `ssh` (checked strictly: unknown or changed keys fail).
     #[serde(default = "default_ssh_known_hosts")]
     pub ssh_known_hosts: PathBuf,
+    /// Names this server is reached under, besides `localhost` and IP addresses (requests for
+    /// any other name are refused, against DNS rebinding).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
     /// Days an admin session lasts without being used.
     #[serde(default = "default_session_idle_days")]
     pub session_idle_days: u32,

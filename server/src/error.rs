@@ -26,6 +26,8 @@ pub enum Error {
     Unauthorized,
     #[error("the form has expired or did not come from this site; reload the page and try again")]
     Csrf,
+    #[error("this server is not reached under that name; add it to allowed_hosts if it is this server's")]
+    MisdirectedHost,
     #[error("too many attempts; try again in {}", in_minutes(*retry_after))]
     RateLimited { retry_after: Duration },
     #[error("database error")]
@@ -51,6 +53,7 @@ impl Error {
             Error::Conflict(_) => Status::Conflict,
             Error::Unauthorized => Status::Unauthorized,
             Error::Csrf => Status::Forbidden,
+            Error::MisdirectedHost => Status::MisdirectedRequest,
             Error::RateLimited { .. } => Status::TooManyRequests,
             Error::Database(_) | Error::Internal(_) => Status::InternalServerError,
         }
