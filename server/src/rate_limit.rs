@@ -19,6 +19,9 @@ use rocket::tokio::sync::Notify;
 /// Keys beyond this many are pruned of forgotten ones, bounding memory under a flood.
 const PRUNE_ABOVE: usize = 10_000;
 
+/// The longest a waiting guess sleeps before it looks at its keys again unwoken.
+const LOOK_AGAIN_AFTER: Duration = Duration::from_secs(1);
+
 /// How many misses a key may have, and for how long they count.
 #[derive(Debug, Clone, Copy)]
 pub enum Policy {
@@ -142,7 +145,13 @@ impl RateLimiter {
             match self.try_reserve(keys) {
                 Attempt::Reserved => return Ok(self.reserved(keys)),
                 Attempt::Refused(wait) => return Err(wait),
-                Attempt::Wait(_) => woken.await,
+                // NOTE: a right answer wakes one waiter of each of its keys (waking them all
+                // made every waiter of a busy device look again after every lookup). One woken
+                // for one key may find another key full and wait there, leaving the first
+                // key's place to nobody until its next settle: the timeout bounds that case.
+                Attempt::Wait(_) => {
+                    let _ = rocket::tokio::time::timeout(LOOK_AGAIN_AFTER, woken).await;
+                }
             }
         }
     }
@@ -196,11 +205,18 @@ impl RateLimiter {
             };
             key.checking = key.checking.saturating_sub(1);
             match outcome {
-                Outcome::Miss => key.misses.push_back(now),
-                Outcome::Hit => {}
-                Outcome::Forgiven => key.misses.clear(),
+                // One place is free again: one waiter can take it.
+                Outcome::Hit => key.settled.notify_one(),
+                // The key may now be closed (or open again): every waiter must look.
+                Outcome::Miss => {
+                    key.misses.push_back(now);
+                    key.settled.notify_waiters();
+                }
+                Outcome::Forgiven => {
+                    key.misses.clear();
+                    key.settled.notify_waiters();
+                }
             }
-            key.settled.notify_waiters();
         }
     }
 
