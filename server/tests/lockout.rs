@@ -171,3 +171,17 @@ async fn a_password_reset_from_the_command_line_lifts_the_user_names_limit() {
         Status::SeeOther
     );
 }
+
+#[rocket::async_test]
+async fn a_browser_is_known_only_for_the_user_it_logged_in_as() {
+    let (client, _dir) = untracked_server().await;
+    let mut owner = Browser::new(&client, "192.0.2.10:40000");
+    assert_eq!(owner.log_in("admin", "admin123").await.0, Status::SeeOther);
+    let mut child = Browser::new(&client, "192.0.2.66:40000");
+    guess_five_times(&mut child, "alice").await;
+    assert_eq!(
+        owner.log_in("alice", "whatever").await.0,
+        Status::TooManyRequests,
+        "alice's limit holds for a browser known as admin's"
+    );
+}
