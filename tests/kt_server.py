@@ -33,6 +33,12 @@ REPO = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT = 60
 DEFAULT_USERNAME = "admin"
 DEFAULT_PASSWORD = "admin123"
+# A device on this server's machine (parameter: its name), then a profile on it (the device's
+# name, the profile's name).
+PUT_ON_LOCAL_BOX = (
+    "UPDATE devices SET delivery = 'local' WHERE name = ?",
+    "UPDATE profiles SET device_id = (SELECT id FROM devices WHERE name = ?) WHERE name = ?",
+)
 
 FAKE_KODI = """#!/bin/sh
 # Stands in for the Kodi script: records its arguments ("Profile:PIN", "--log-off Profile").
@@ -229,10 +235,12 @@ class Server:
         assert found is not None, f"no row for {sql!r} {params!r}"
         return found[0]
 
-    def seed_ticket(self, profile: str, lock_code: str, length: int) -> int:
+    def seed_ticket(self, profile: str, lock_code: str, length: int, device: str = None) -> int:
         """Inserts an unused ticket with exactly this PIN (and its profile if new) straight into
         the server's SQLite file; returns the ticket's id. The admin page draws PINs at random,
-        so this is the way to get a chosen one. No delivery row: the API does not need one."""
+        so this is the way to get a chosen one. No delivery row: the API does not need one.
+        With `device`, the profile is put on that Kodi box first (see `put_on_local_box`): only
+        that device's token may use the ticket."""
         now = int(time.time())
         with self._db() as db:
             with db:  # one transaction
@@ -243,11 +251,23 @@ class Server:
                 )
                 (profile_id,) = db.execute(
                     "SELECT id FROM profiles WHERE name = ?", (profile,)).fetchone()
+                if device is not None:
+                    db.execute(PUT_ON_LOCAL_BOX[0], (device,))
+                    db.execute(PUT_ON_LOCAL_BOX[1], (device, profile))
                 return db.execute(
                     "INSERT INTO tickets (profile_id, lock_code, length, state, created_at)"
                     " VALUES (?, ?, ?, 'unused', ?)",
                     (profile_id, lock_code, length, now),
                 ).lastrowid
+
+    def put_on_local_box(self, profile: str, device: str) -> None:
+        """What the admin does for a Kodi box on this server's machine: the device's PINs go by
+        the server's own script ("this server's machine" on the Devices page), and the profile
+        is on that box (its profile page). Only that device's token may use its tickets."""
+        with self._db() as db:
+            with db:
+                db.execute(PUT_ON_LOCAL_BOX[0], (device,))
+                db.execute(PUT_ON_LOCAL_BOX[1], (device, profile))
 
     def issue_ticket(self, profile_id: int, minutes: int) -> str:
         """A ticket issued by the admin's form (the server draws the PIN); returns its PIN."""

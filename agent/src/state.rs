@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -85,12 +86,26 @@ impl State {
 
     /// Writes the state to a temporary file, syncs it and renames it over the old one, so a
     /// crash leaves either the old state or the new, never half of one.
+    ///
+    /// The state holds armed PINs: the file is readable by the agent's user only (0600), and
+    /// so is its folder (0700) when the agent creates it or it holds nothing but the state.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
         let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-        let mut file = std::fs::File::create(&tmp)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+            restrict_own_folder(dir, &[path, &tmp])?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        // A temporary file left by a crash keeps the mode it was created with.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         file.write_all(&serde_json::to_vec_pretty(self)?)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -107,6 +122,25 @@ impl State {
         }
         !known
     }
+}
+
+/// Takes group and other permissions away from the state's folder if it holds nothing but
+/// the state: a folder shared with other files (`/var/lib`, `/tmp`) is not the agent's own.
+fn restrict_own_folder(dir: &Path, own_files: &[&Path]) -> std::io::Result<()> {
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        if !own_files
+            .iter()
+            .any(|f| f.file_name() == Some(name.as_os_str()))
+        {
+            return Ok(());
+        }
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))
 }
 
 #[cfg(test)]
@@ -141,6 +175,38 @@ mod tests {
         );
         std::fs::write(&path, "{broken").unwrap();
         assert!(State::load(&path).is_err());
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_state_and_its_folder_are_the_agents_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new/state.json");
+        State::default().save(&path).unwrap();
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert_eq!(mode(&path), 0o600);
+
+        // A folder made before (0755), with a state file from before (0644): both tightened.
+        let own = dir.path().join("own");
+        std::fs::create_dir(&own).unwrap();
+        std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = own.join("state.json");
+        std::fs::write(&path, "{}").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        State::default().save(&path).unwrap();
+        assert_eq!((mode(&own), mode(&path)), (0o700, 0o600));
+
+        // A folder shared with other files keeps its mode; the state file is still 0600.
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(shared.join("other"), "").unwrap();
+        let path = shared.join("state.json");
+        State::default().save(&path).unwrap();
+        assert_eq!((mode(&shared), mode(&path)), (0o755, 0o600));
     }
 
     #[test]

@@ -7,12 +7,17 @@ use rocket::outcome::{try_outcome, IntoOutcome};
 use rocket::request::{self, FromRequest, Request};
 use rocket::{Data, State};
 
+use crate::config::AppConfig;
 use crate::db::{self, admins, Db};
 use crate::error::Error;
 use crate::token;
 
 const SESSION_COOKIE: &str = "kt_session";
 const CSRF_COOKIE: &str = "kt_csrf";
+const KNOWN_BROWSER_COOKIE: &str = "kt_known";
+
+/// How long a browser stays known after its last successful login.
+const KNOWN_BROWSER_DAYS: i64 = 365;
 
 /// A logged-in admin, whether or not they still must change their password.
 #[derive(Debug, Clone)]
@@ -50,8 +55,12 @@ async fn lookup_session(req: &Request<'_>) -> Result<Option<Session>, Error> {
     let Some(pool) = req.rocket().state::<Db>() else {
         return Err(Error::Internal("database not attached".into()));
     };
+    let Some(config) = req.rocket().state::<AppConfig>() else {
+        return Err(Error::Internal("configuration not attached".into()));
+    };
     let token_hash = token::hash(cookie.value());
-    let Some(admin_id) = db::sessions::touch(pool, &token_hash).await? else {
+    let lifetimes = config.session_lifetimes();
+    let Some(admin_id) = db::sessions::touch(pool, &token_hash, lifetimes).await? else {
         return Ok(None);
     };
     Ok(admins::find(pool, admin_id)
@@ -183,6 +192,39 @@ impl<'r, T: FromForm<'r> + CsrfProtected + 'r> FromData<'r> for CsrfForm<T> {
             }
             _ => data::Outcome::Error((Status::Forbidden, Error::Csrf)),
         }
+    }
+}
+
+/// A browser that has logged in successfully as this user before: it carries a private
+/// (encrypted, so unforgeable) cookie naming the user and a random id of its own. Guesses
+/// elsewhere never lock it out; its own wrong passwords are counted under its id.
+#[derive(Debug, Clone)]
+pub struct KnownBrowser {
+    id: String,
+}
+
+impl KnownBrowser {
+    /// This browser, if it logged in as `username` before.
+    pub fn of(cookies: &CookieJar<'_>, username: &str) -> Option<KnownBrowser> {
+        let cookie = cookies.get_private(KNOWN_BROWSER_COOKIE)?;
+        let (id, user) = cookie.value().split_once(':')?;
+        (user == username.to_lowercase()).then(|| KnownBrowser { id: id.to_owned() })
+    }
+
+    /// Remembers (again) that this browser logged in as `username`.
+    pub fn remember(cookies: &CookieJar<'_>, username: &str) {
+        let id = KnownBrowser::of(cookies, username).map_or_else(token::generate, |k| k.id);
+        let value = format!("{id}:{}", username.to_lowercase());
+        cookies.add_private(
+            Cookie::build((KNOWN_BROWSER_COOKIE, value))
+                .http_only(true)
+                .max_age(rocket::time::Duration::days(KNOWN_BROWSER_DAYS)),
+        );
+    }
+
+    /// The key its wrong passwords are counted under.
+    pub fn key(&self) -> String {
+        format!("browser:{}", self.id)
     }
 }
 

@@ -5,7 +5,7 @@ use std::io::Read;
 use anyhow::{bail, Context};
 use rocket_db_pools::Database;
 
-use crate::db::{admins, sessions, Db};
+use crate::db::{admins, Db};
 use crate::{password, routes};
 
 pub const USAGE: &str = "\
@@ -65,8 +65,7 @@ pub async fn admin_set_password(username: &str) -> anyhow::Result<()> {
     let hash = password::hash(new.to_owned())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let id = admins::set_password(&pool, &username, &hash, false).await?;
-    sessions::delete_others(&pool, id, None).await?;
+    admins::set_password(&pool, &username, &hash, false, None).await?;
     eprintln!("password of “{username}” set; their sessions were logged out");
     Ok(())
 }

@@ -10,6 +10,8 @@ use rand::RngCore;
 use rocket::figment::Figment;
 use serde::Deserialize;
 
+use crate::db::sessions::Lifetimes;
+
 /// The app's settings; every one can be set in `Rocket.toml` or as `ROCKET_<NAME>`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct AppConfig {
@@ -31,6 +33,26 @@ pub struct AppConfig {
     /// Host keys of boxes reached by `ssh` (checked strictly: unknown or changed keys fail).
     #[serde(default = "default_ssh_known_hosts")]
     pub ssh_known_hosts: PathBuf,
+    /// Names this server is reached under, besides `localhost` and IP addresses (requests for
+    /// any other name are refused, against DNS rebinding).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Days an admin session lasts without being used.
+    #[serde(default = "default_session_idle_days")]
+    pub session_idle_days: u32,
+    /// Days an admin session lasts at most, however much it is used.
+    #[serde(default = "default_session_max_days")]
+    pub session_max_days: u32,
+}
+
+impl AppConfig {
+    pub fn session_lifetimes(&self) -> Lifetimes {
+        const DAY: i64 = 24 * 60 * 60;
+        Lifetimes {
+            idle_secs: i64::from(self.session_idle_days) * DAY,
+            absolute_secs: i64::from(self.session_max_days) * DAY,
+        }
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -51,6 +73,12 @@ fn default_ssh_remote_script() -> String {
 fn default_ssh_known_hosts() -> PathBuf {
     "data/known_hosts".into()
 }
+fn default_session_idle_days() -> u32 {
+    30
+}
+fn default_session_max_days() -> u32 {
+    180
+}
 
 /// Rocket's figment with what the app must settle before launch: the secret key (generated
 /// once into the data folder when none is configured, so sessions survive restarts) and the
@@ -58,10 +86,17 @@ fn default_ssh_known_hosts() -> PathBuf {
 pub fn prepare(figment: Figment) -> anyhow::Result<Figment> {
     let app: AppConfig = figment.extract()?;
     fs::create_dir_all(&app.data_dir)?;
+    restrict(&app.data_dir, 0o700)?;
+    restrict(&app.data_dir.join(SECRET_KEY_FILE), 0o600)?;
     if let Ok(url) = figment.extract_inner::<String>("databases.kodi_tickets.url") {
-        if let Some(dir) = sqlite_path(&url).and_then(|p| p.parent().map(Path::to_path_buf)) {
-            if !dir.as_os_str().is_empty() {
+        if let Some(database) = sqlite_path(&url) {
+            if let Some(dir) = database.parent().filter(|d| !d.as_os_str().is_empty()) {
                 fs::create_dir_all(dir)?;
+            }
+            for suffix in ["", "-wal", "-shm"] {
+                let mut file = database.clone().into_os_string();
+                file.push(suffix);
+                restrict(Path::new(&file), 0o600)?;
             }
         }
     }
@@ -71,8 +106,33 @@ pub fn prepare(figment: Figment) -> anyhow::Result<Figment> {
     if !rocket_config.secret_key.is_zero() {
         return Ok(figment);
     }
-    let key = load_or_create_secret(&app.data_dir.join("secret.key"))?;
+    let key = load_or_create_secret(&app.data_dir.join(SECRET_KEY_FILE))?;
     Ok(figment.merge(("secret_key", key)))
+}
+
+const SECRET_KEY_FILE: &str = "secret.key";
+
+/// Takes group and other permissions away from an existing file or folder (one made before
+/// the server restricted new files). A folder with the sticky bit is shared (like `/tmp`)
+/// and left alone.
+#[cfg(unix)]
+fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let permissions = match fs::metadata(path) {
+        Ok(metadata) => metadata.permissions(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let current = permissions.mode() & 0o7777;
+    if current & 0o1000 != 0 || current & 0o077 == 0 {
+        return Ok(());
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(current & mode))
+}
+
+#[cfg(not(unix))]
+fn restrict(_path: &Path, _mode: u32) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// The file behind a `sqlite:` URL, if it names one.

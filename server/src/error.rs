@@ -1,10 +1,14 @@
 //! The server's one error type and how each kind answers over HTTP.
 
+use std::time::Duration;
+
 use kodi_tickets_protocol::ErrorBody;
 use rocket::http::{ContentType, Header, Status};
 use rocket::response::{self, Responder, Response};
 use rocket::Request;
 use rocket_dyn_templates::{context, Template};
+
+use crate::rate_limit::in_minutes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -22,12 +26,20 @@ pub enum Error {
     Unauthorized,
     #[error("the form has expired or did not come from this site; reload the page and try again")]
     Csrf,
-    #[error("too many attempts; try again in {retry_after} seconds")]
-    RateLimited { retry_after: u64 },
+    #[error("this server is not reached under that name; add it to allowed_hosts if it is this server's")]
+    MisdirectedHost,
+    #[error("too many attempts; try again in {}", in_minutes(*retry_after))]
+    RateLimited { retry_after: Duration },
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("internal error")]
     Internal(String),
+}
+
+/// `Retry-After` in whole seconds, rounded up.
+pub fn retry_after_header(wait: Duration) -> Header<'static> {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    Header::new("Retry-After", seconds.to_string())
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -41,6 +53,7 @@ impl Error {
             Error::Conflict(_) => Status::Conflict,
             Error::Unauthorized => Status::Unauthorized,
             Error::Csrf => Status::Forbidden,
+            Error::MisdirectedHost => Status::MisdirectedRequest,
             Error::RateLimited { .. } => Status::TooManyRequests,
             Error::Database(_) | Error::Internal(_) => Status::InternalServerError,
         }
@@ -95,7 +108,7 @@ impl<'r> Responder<'r, 'static> for Error {
                 .finalize()
         };
         if let Error::RateLimited { retry_after } = self {
-            response.set_header(Header::new("Retry-After", retry_after.to_string()));
+            response.set_header(retry_after_header(retry_after));
         }
         if let Error::Unauthorized = self {
             response.set_header(Header::new("WWW-Authenticate", "Bearer"));

@@ -24,7 +24,9 @@ impl Fairing for SecurityHeaders {
         res.set_header(Header::new("Content-Security-Policy", CSP));
         res.set_header(Header::new("X-Content-Type-Options", "nosniff"));
         res.set_header(Header::new("X-Frame-Options", "DENY"));
-        res.set_header(Header::new("Referrer-Policy", "no-referrer"));
+        // NOTE: `same-origin`, not `no-referrer`: under `no-referrer` browsers send
+        // `Origin: null` even with this server's own forms, and the Origin check needs theirs.
+        res.set_header(Header::new("Referrer-Policy", "same-origin"));
         // Pages show PINs: never keep them in a shared cache or the back-button cache.
         if !req.uri().path().starts_with("/static/") {
             res.set_header(Header::new("Cache-Control", "no-store"));

@@ -9,8 +9,10 @@ pub mod delivery;
 pub mod error;
 pub mod headers;
 pub mod logins;
+pub mod origin;
 pub mod password;
 pub mod presence;
+pub mod process;
 pub mod rate_limit;
 pub mod routes;
 pub mod sweeper;
@@ -40,6 +42,7 @@ pub fn rocket_from(figment: Figment) -> anyhow::Result<Rocket<Build>> {
             engines.handlebars.set_strict_mode(true);
         }))
         .attach(headers::SecurityHeaders)
+        .attach(origin::HostCheck)
         .attach(db::stage())
         .attach(delivery::stage())
         .attach(sweeper::stage())
@@ -54,6 +57,8 @@ pub fn rocket_from(figment: Figment) -> anyhow::Result<Rocket<Build>> {
         .mount("/", routes::api::health_routes())
         .mount("/api", routes::api::routes())
         .mount("/api", routes::agent::routes())
+        .mount("/", origin::routes())
+        .mount("/api", origin::routes())
         .register("/", routes::page_catchers())
         .register("/api", routes::api_catchers())
         .register("/healthz", routes::api_catchers()))

@@ -16,11 +16,14 @@ use crate::error::{Error, Result};
 /// Most logins in one statement (two SQL variables each, far below SQLite's limit).
 const MAX_BATCH: usize = 256;
 
-/// The ticket a login used, or `None` for an unknown or already used PIN.
+/// The ticket used with the login's PIN (possibly by another device's login in the same
+/// batch), or `None` for an unknown or already used PIN.
 type Answer = std::result::Result<Option<i64>, String>;
 
 struct Waiting {
     lock_code: String,
+    /// The device reporting it: only tickets of its own profiles can be used.
+    device_id: i64,
     at: i64,
     answer: oneshot::Sender<Answer>,
 }
@@ -42,12 +45,19 @@ impl Logins {
         }
     }
 
-    /// Marks the unused ticket with this PIN as used at `at` (or at its creation, if later):
-    /// of any number of racing calls with one PIN exactly one gets the ticket.
-    pub async fn mark_used(&self, lock_code: &str, at: i64) -> Result<Option<Ticket>> {
+    /// Marks the unused ticket with this PIN of one of the device's profiles as used at `at`
+    /// (or at its creation, if later): of any number of racing calls with one PIN exactly one
+    /// gets the ticket.
+    pub async fn mark_used(
+        &self,
+        lock_code: &str,
+        device_id: i64,
+        at: i64,
+    ) -> Result<Option<Ticket>> {
         let (answer, mut answered) = oneshot::channel();
         self.queue().push(Waiting {
             lock_code: lock_code.to_owned(),
+            device_id,
             at,
             answer,
         });
@@ -72,7 +82,11 @@ impl Logins {
             }
         };
         match id.map_err(Error::Internal)? {
-            Some(id) => Ok(tickets::find(&self.pool, id).await?),
+            // NOTE: a batch may hold one PIN from several devices; only the one whose profile
+            // holds the ticket can have used it, and the others learn nothing.
+            Some(id) => Ok(tickets::find(&self.pool, id)
+                .await?
+                .filter(|t| t.device_id == Some(device_id))),
             None => Ok(None),
         }
     }
@@ -94,18 +108,22 @@ fn lost() -> String {
 
 /// Writes one batch and answers each of its logins.
 async fn write(pool: Pool, batch: Vec<Waiting>) {
-    // NOTE: of several logins with one PIN in a batch only the first can win, so only it goes
-    // into the statement (which would apply just one of them anyway).
+    // NOTE: of several logins with one PIN from one device in a batch only the first can win,
+    // so only it goes into the statement (which would apply just one of them anyway).
     let mut seen = HashSet::new();
     let is_first: Vec<bool> = batch
         .iter()
-        .map(|login| seen.insert(login.lock_code.as_str()))
+        .map(|login| seen.insert((login.lock_code.as_str(), login.device_id)))
         .collect();
-    let uses: Vec<(&str, i64)> = batch
+    let uses: Vec<tickets::Use> = batch
         .iter()
         .zip(&is_first)
         .filter(|(_, first)| **first)
-        .map(|(login, _)| (login.lock_code.as_str(), login.at))
+        .map(|(login, _)| tickets::Use {
+            lock_code: &login.lock_code,
+            device_id: login.device_id,
+            at: login.at,
+        })
         .collect();
     let written = tickets::mark_used(&pool, &uses).await;
     let winners: HashMap<String, i64> = match &written {

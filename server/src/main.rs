@@ -5,6 +5,7 @@ use tracing_subscriber::EnvFilter;
 
 #[rocket::main]
 async fn main() -> ExitCode {
+    kodi_tickets_server::process::restrict_new_files();
     // Rocket logs through `log`; this subscriber takes both, filtered by RUST_LOG.
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -33,6 +34,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve() -> anyhow::Result<()> {
+    kodi_tickets_server::process::raise_open_files_limit();
     kodi_tickets_server::rocket()?.launch().await?;
     Ok(())
 }

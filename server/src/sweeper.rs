@@ -1,4 +1,5 @@
-//! Marks running tickets expired when their time is up, so their PINs become free again.
+//! Marks running tickets expired when their time is up, so their PINs become free again, and
+//! deletes admin sessions past their lifetimes.
 
 use std::time::Duration;
 
@@ -6,6 +7,8 @@ use rocket::fairing::AdHoc;
 use rocket::tokio::{self, time};
 use rocket_db_pools::Database;
 
+use crate::config::AppConfig;
+use crate::db::sessions::Lifetimes;
 use crate::db::{self, Db};
 
 const PERIOD: Duration = Duration::from_secs(15);
@@ -14,10 +17,14 @@ pub fn stage() -> AdHoc {
     AdHoc::on_liftoff("Expiry sweeper", |rocket| {
         Box::pin(async move {
             let pool = db::Pool::clone(Db::fetch(rocket).expect("database attached"));
+            let lifetimes = rocket
+                .state::<AppConfig>()
+                .expect("configuration attached")
+                .session_lifetimes();
             let shutdown = rocket.shutdown();
             tokio::spawn(async move {
                 tokio::select! {
-                    _ = sweep_forever(pool) => {}
+                    _ = sweep_forever(pool, lifetimes) => {}
                     _ = shutdown => {}
                 }
             });
@@ -25,7 +32,7 @@ pub fn stage() -> AdHoc {
     })
 }
 
-async fn sweep_forever(pool: db::Pool) {
+async fn sweep_forever(pool: db::Pool, lifetimes: Lifetimes) {
     let mut ticks = time::interval(PERIOD);
     loop {
         ticks.tick().await;
@@ -33,6 +40,11 @@ async fn sweep_forever(pool: db::Pool) {
             Ok(0) => {}
             Ok(n) => tracing::info!("{n} ticket(s) expired"),
             Err(e) => tracing::error!("cannot expire tickets: {e}"),
+        }
+        match db::sessions::delete_expired(&pool, db::now(), lifetimes).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("{n} expired admin session(s) deleted"),
+            Err(e) => tracing::error!("cannot delete expired sessions: {e}"),
         }
     }
 }

@@ -9,8 +9,7 @@ use rocket::http::{ContentType, Header, Status};
 async fn server_with_ticket(minutes: i64) -> (TestServer, String, String) {
     let s = TestServer::start().await;
     s.login_admin().await;
-    let token = s.device_token("Living room").await;
-    let kids = s.create_profile("Kids").await;
+    let (token, kids) = s.local_box_with_profile("Living room", "Kids").await;
     let pin = s.create_ticket(kids, minutes).await;
     (s, token, pin)
 }
@@ -158,10 +157,80 @@ async fn the_api_needs_a_live_device_token() {
     assert_eq!(res.status(), Status::SeeOther);
     assert_eq!(s.api_login(&token, &body).await.0, Status::Unauthorized);
     // The ticket is still unused: the refused call changed nothing.
-    let other = s.device_token("Bedroom").await;
-    let (status, ticket) = s.api_ticket(&other, &pin).await;
-    assert_eq!(status, Status::Ok, "{ticket}");
-    assert_eq!(ticket["state"], "unused");
+    let state: String = sqlx::query_scalar("SELECT state FROM tickets WHERE lock_code = ?")
+        .bind(&pin)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "unused");
+}
+
+async fn ticket_state(s: &TestServer, pin: &str) -> String {
+    sqlx::query_scalar("SELECT state FROM tickets WHERE lock_code = ?")
+        .bind(pin)
+        .fetch_one(&s.pool())
+        .await
+        .unwrap()
+}
+
+#[rocket::async_test]
+async fn another_boxs_pin_is_answered_like_an_unknown_one_and_counted() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let (box_a, _) = s.local_box_with_profile("Room A", "Guest A").await;
+    let (box_b, room_b) = s.local_box_with_profile("Room B", "Guest B").await;
+    let pin = s.create_ticket(room_b, 30).await;
+    let unknown = if pin == "0000" { "0001" } else { "0000" };
+    let body = |code: &str| format!(r#"{{"lock_code":"{code}"}}"#);
+
+    let as_unknown = s.api_login(&box_a, &body(unknown)).await;
+    assert_eq!(s.api_login(&box_a, &body(&pin)).await, as_unknown);
+    assert_eq!(as_unknown.0, Status::NotFound);
+    let lookup_unknown = s.api_ticket(&box_a, unknown).await;
+    assert_eq!(s.api_ticket(&box_a, &pin).await, lookup_unknown);
+    assert_eq!(lookup_unknown.0, Status::NotFound);
+    assert_eq!(
+        ticket_state(&s, &pin).await,
+        "unused",
+        "box A burnt nothing"
+    );
+
+    // Each of those was a miss of box A: 4 so far, 6 more and it waits.
+    for _ in 0..6 {
+        assert_eq!(s.api_ticket(&box_a, &pin).await.0, Status::NotFound);
+    }
+    assert_eq!(
+        s.api_login(&box_a, &body(&pin)).await.0,
+        Status::TooManyRequests
+    );
+
+    // Box B, at its own address (the test client's address counted A's misses too).
+    let res = s
+        .client
+        .post("/api/login")
+        .remote("192.0.2.2:5000".parse().unwrap())
+        .header(Header::new("Authorization", format!("Bearer {box_b}")))
+        .body(body(&pin))
+        .dispatch()
+        .await;
+    let (status, used) = common::json_of(res).await;
+    assert_eq!(status, Status::Ok, "{used}");
+    assert_eq!(used["profile"], "Guest B");
+}
+
+#[rocket::async_test]
+async fn a_profile_on_this_servers_machine_is_used_by_no_device_token() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let token = s.device_token("Living room").await;
+    let kids = s.create_profile("Kids").await;
+    let pin = s.create_ticket(kids, 30).await;
+    let (status, _) = s
+        .api_login(&token, &format!(r#"{{"lock_code":"{pin}"}}"#))
+        .await;
+    assert_eq!(status, Status::NotFound);
+    assert_eq!(s.api_ticket(&token, &pin).await.0, Status::NotFound);
+    assert_eq!(ticket_state(&s, &pin).await, "unused");
 }
 
 #[rocket::async_test]

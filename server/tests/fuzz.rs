@@ -301,8 +301,7 @@ fn the_login_api_answers_every_body_with_json_and_never_500() {
     let (s, token, pins, device_id) = rt.block_on(async {
         let s = TestServer::start().await;
         s.login_admin().await;
-        let token = s.device_token("Living room").await;
-        let kids = s.create_profile("Kids").await;
+        let (token, kids) = s.local_box_with_profile("Living room", "Kids").await;
         let mut pins = Vec::new();
         for _ in 0..8 {
             pins.push(s.create_ticket(kids, 30).await);
@@ -332,8 +331,8 @@ fn the_login_api_answers_every_body_with_json_and_never_500() {
     let mut runner = TestRunner::new(config(48));
     runner
         .run(&body, |body| {
-            // Misses are rate limited (and answered 429 before the body is read); start each
-            // case afresh so every body is parsed.
+            // Misses are rate limited (429 instead of the lookup); start each case afresh so
+            // every valid body is looked up.
             limiters.pins.clear(&format!("device:{device_id}"));
             limiters.pins.clear("ip:unknown");
             let (status, content_type, text) = rt.block_on(async {

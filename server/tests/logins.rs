@@ -9,15 +9,31 @@ use futures::future::join_all;
 use kodi_tickets_server::db::Pool;
 use kodi_tickets_server::logins::Logins;
 
-/// Unused tickets with the PINs "1000", "1001", … of a new profile, created an hour ago (so
-/// that the server's sweeper leaves tickets used since then running).
+/// The Kodi box the profile of [`unused_tickets`] is on, and another one.
+const BOX: i64 = 1;
+const OTHER_BOX: i64 = 2;
+
+/// Unused tickets with the PINs "1000", "1001", … of a new profile on [`BOX`], created an hour
+/// ago (so that the server's sweeper leaves tickets used since then running).
 async fn unused_tickets(s: &TestServer, n: usize) -> (Vec<String>, i64) {
     let pool = s.pool();
     let created_at = kodi_tickets_server::db::now() - 3_600;
-    sqlx::query("INSERT INTO profiles (name, created_at, updated_at) VALUES ('Kids', 0, 0)")
-        .execute(&pool)
-        .await
-        .unwrap();
+    for (id, name) in [(BOX, "Box"), (OTHER_BOX, "Other box")] {
+        sqlx::query("INSERT INTO devices (id, name, token_hash, created_at) VALUES (?, ?, ?, 0)")
+            .bind(id)
+            .bind(name)
+            .bind(format!("hash-{id}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO profiles (name, device_id, created_at, updated_at) VALUES ('Kids', ?, 0, 0)",
+    )
+    .bind(BOX)
+    .execute(&pool)
+    .await
+    .unwrap();
     let pins: Vec<String> = (0..n).map(|i| format!("{}", 1000 + i)).collect();
     for pin in &pins {
         sqlx::query("INSERT INTO tickets (profile_id, lock_code, length, state, created_at) VALUES (1, ?, 30, 'unused', ?)")
@@ -52,7 +68,12 @@ async fn racing_logins_on_many_pins_each_win_once_with_their_own_time() {
         }
     }
     calls.extend((0..10).map(|i| (format!("{}", 5000 + i), created_at)));
-    let answers = join_all(calls.iter().map(|(pin, at)| logins.mark_used(pin, *at))).await;
+    let answers = join_all(
+        calls
+            .iter()
+            .map(|(pin, at)| logins.mark_used(pin, BOX, *at)),
+    )
+    .await;
 
     let mut winners = std::collections::HashMap::new();
     for ((pin, at), answer) in calls.iter().zip(answers) {
@@ -82,13 +103,13 @@ async fn a_login_before_the_ticket_was_created_counts_from_its_creation() {
     let (pins, created_at) = unused_tickets(&s, 1).await;
     let logins = Logins::new(s.pool());
     let ticket = logins
-        .mark_used(&pins[0], created_at - 60)
+        .mark_used(&pins[0], BOX, created_at - 60)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(ticket.used_at, Some(created_at));
     assert!(logins
-        .mark_used(&pins[0], created_at)
+        .mark_used(&pins[0], BOX, created_at)
         .await
         .unwrap()
         .is_none());
@@ -103,7 +124,7 @@ async fn callers_that_go_away_do_not_hold_up_the_others() {
         .iter()
         .map(|pin| {
             let (logins, pin) = (logins.clone(), pin.clone());
-            rocket::tokio::spawn(async move { logins.mark_used(&pin, created_at).await })
+            rocket::tokio::spawn(async move { logins.mark_used(&pin, BOX, created_at).await })
         })
         .collect();
     rocket::tokio::task::yield_now().await;
@@ -127,9 +148,33 @@ async fn callers_that_go_away_do_not_hold_up_the_others() {
     assert!(answered >= 40, "{answered}");
     // Nothing is stuck: a later call is answered too.
     assert!(logins
-        .mark_used("0000", created_at)
+        .mark_used("0000", BOX, created_at)
         .await
         .unwrap()
         .is_none());
     assert!(used_at(&s.pool(), &pins[1]).await.is_some());
+}
+
+#[rocket::async_test]
+async fn only_the_box_of_the_tickets_profile_can_use_its_pin() {
+    let s = TestServer::start().await;
+    let (pins, created_at) = unused_tickets(&s, 1).await;
+    let logins = Logins::new(s.pool());
+    let pin = &pins[0];
+    assert!(logins
+        .mark_used(pin, OTHER_BOX, created_at)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(used_at(&s.pool(), pin).await, None, "still unused");
+    // The other box's login first in one batch does not keep the right box's out.
+    let (other, own) = futures::join!(
+        logins.mark_used(pin, OTHER_BOX, created_at),
+        logins.mark_used(pin, BOX, created_at + 5),
+    );
+    assert!(other.unwrap().is_none());
+    assert_eq!(
+        own.unwrap().expect("its own box wins").used_at,
+        Some(created_at + 5)
+    );
 }

@@ -305,8 +305,7 @@ async fn profiles_can_be_created_renamed_and_deleted() {
 async fn the_profile_list_counts_unused_and_running_tickets() {
     let s = TestServer::start().await;
     s.login_admin().await;
-    let token = s.device_token("TV").await;
-    let kids = s.create_profile("Kids").await;
+    let (token, kids) = s.local_box_with_profile("TV", "Kids").await;
     let a = s.create_ticket(kids, 30).await;
     s.create_ticket(kids, 30).await;
     s.create_ticket(kids, 60).await;
@@ -321,8 +320,7 @@ async fn the_profile_list_counts_unused_and_running_tickets() {
 async fn tickets_show_green_then_red_with_minutes_left() {
     let s = TestServer::start().await;
     s.login_admin().await;
-    let token = s.device_token("TV").await;
-    let kids = s.create_profile("Kids").await;
+    let (token, kids) = s.local_box_with_profile("TV", "Kids").await;
     let pin = s.create_ticket(kids, 30).await;
     let (_, body) = s.page(&format!("/profiles/{kids}")).await;
     assert!(
@@ -461,8 +459,7 @@ async fn ticket_lengths_are_checked() {
 async fn tickets_can_be_deleted_after_confirmation() {
     let s = TestServer::start().await;
     s.login_admin().await;
-    let token = s.device_token("TV").await;
-    let kids = s.create_profile("Kids").await;
+    let (token, kids) = s.local_box_with_profile("TV", "Kids").await;
     let pin = s.create_ticket(kids, 30).await;
     let id: i64 = sqlx::query_scalar("SELECT id FROM tickets")
         .fetch_one(&s.pool())

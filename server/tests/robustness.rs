@@ -29,8 +29,7 @@ use rocket::local::asynchronous::Client;
 async fn server_with_device() -> (TestServer, String) {
     let s = TestServer::start().await;
     s.login_admin().await;
-    let token = s.device_token("Living room").await;
-    let kids = s.create_profile("Kids").await;
+    let (token, kids) = s.local_box_with_profile("Living room", "Kids").await;
     s.create_ticket(kids, 30).await;
     (s, token)
 }

@@ -104,11 +104,10 @@ async fn the_draw_is_spread_over_the_free_codes() {
 async fn pins_keep_their_leading_zeros() {
     let s = TestServer::start().await;
     s.login_admin().await;
-    let kids = s.create_profile("Kids").await;
+    let (token, kids) = s.local_box_with_profile("TV", "Kids").await;
     fill_codes_except(&s, kids, &["0003"]).await;
     let pin = s.create_ticket(kids, 30).await;
     assert_eq!(pin, "0003");
-    let token = s.device_token("TV").await;
     let (status, t) = s.api_ticket(&token, "0003").await;
     assert_eq!(status, Status::Ok);
     assert_eq!(t["lock_code"], "0003");
@@ -206,9 +205,8 @@ async fn the_block_counts_follow_every_change_to_a_ticket() {
     let s = TestServer::start().await;
     s.login_admin().await;
     let pool = s.pool();
-    let kids = s.create_profile("Kids").await;
+    let (token, kids) = s.local_box_with_profile("TV", "Kids").await;
     let guests = s.create_profile("Guests").await;
-    let token = s.device_token("TV").await;
     let mut kid_pins = Vec::new();
     for _ in 0..30 {
         kid_pins.push(s.create_ticket(kids, 30).await);

@@ -166,8 +166,10 @@ def kodi_login(server, token: str, pin: str) -> tuple:
 
 
 def use_ticket(server, pin: str) -> str:
-    """Step 7, the Kodi side: a new device reports the PIN; returns the device's token."""
+    """Step 7, the Kodi side: a new device for this server's machine, with Kids on it, reports
+    the PIN; returns the device's token."""
     token = add_device(server)
+    server.put_on_local_box("Kids", "Test box")
     status, body = kodi_login(server, token, pin)
     assert status == 200, (status, body)
     assert body["success"] is True and body["profile"] == "Kids", body

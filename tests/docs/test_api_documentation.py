@@ -7,7 +7,8 @@ things in them, and checks that it changed nothing else:
 * `http://localhost:5000` becomes the test server's URL;
 * the `TOKEN=$(cargo run -q --release -p kodi-tickets-server -- device add "Living room")`
   line runs the same `device add "Living room"` through the built (debug) server binary,
-  with the server's settings, instead of building a release.
+  with the server's settings, instead of building a release, and then puts the examples'
+  profile on that device, as the admin does on the profile's page.
 
 Each curl's output must be JSON shaped like the documented response that follows it (the
 ```json block, or an inline `200 {...}`): the same keys, the same JSON type for each value,
@@ -38,6 +39,12 @@ DOC_TOKEN_LINE = 'TOKEN=$(cargo run -q --release -p kodi-tickets-server -- devic
 VOLATILE = {"id", "profile_id", "used_at", "created_at", "expires_at", "remaining_seconds"}
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 BASH_TIMEOUT = 120
+# Puts a profile on a device on this server's machine (argv: database, device, profile).
+PUT_ON_BOX_PY = (
+    "import sqlite3, sys; sys.path.insert(0, {tests!r}); from kt_server import PUT_ON_LOCAL_BOX; "
+    "db = sqlite3.connect(sys.argv[1]); db.execute(PUT_ON_LOCAL_BOX[0], (sys.argv[2],)); "
+    "db.execute(PUT_ON_LOCAL_BOX[1], (sys.argv[2], sys.argv[3])); db.commit()"
+).format(tests=str(REPO / "tests"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,8 +241,17 @@ def test_documented_examples_work_as_written(server):
     exs = examples(doc_text)
     sh_text = "".join(e.block.text for e in exs)
 
-    # The two substitutions, and nothing else.
-    token_line = f'TOKEN=$({shlex.quote(str(server.binary))} device add "Living room")'
+    # The two substitutions, and nothing else. The token line also puts the examples' profile
+    # on the new device, as the admin does on the profile's page: a device's token uses only
+    # its own profiles' tickets.
+    login = next((e for e in exs if "/api/login" in e.block.text), None)
+    assert login is not None, f"{DOC.name} has no /api/login example"
+    profile = login.expected["profile"]
+    put_on_box = (
+        f"python3 -c {shlex.quote(PUT_ON_BOX_PY)} {shlex.quote(str(server.db_path))} "
+        f"'Living room' {shlex.quote(profile)}"
+    )
+    token_line = f'TOKEN=$({shlex.quote(str(server.binary))} device add "Living room") && {put_on_box}'
     assert sh_text.count(DOC_TOKEN_LINE) == 1, (
         f"{DOC.name}: expected the line {DOC_TOKEN_LINE!r} exactly once in the ```sh blocks, "
         f"found it {sh_text.count(DOC_TOKEN_LINE)} times"
@@ -254,10 +270,8 @@ def test_documented_examples_work_as_written(server):
             assert DOC_URL in e.block.text, f"{DOC.name}:{e.block.line}: the curl example does not call {DOC_URL}"
 
     # The PIN, profile and length the examples show must exist: a ticket like the doc's.
-    login = next((e for e in exs if "/api/login" in e.block.text), None)
-    assert login is not None, f"{DOC.name} has no /api/login example"
     pin = doc_pin(doc_text)
-    server.seed_ticket(login.expected["profile"], pin, login.expected["length"])
+    server.seed_ticket(profile, pin, login.expected["length"])
 
     # All blocks in one bash, in order; each block's output to files of its own.
     with tempfile.TemporaryDirectory(prefix="kt-docs-run-") as out:
@@ -376,10 +390,10 @@ def error_problem(what: str, want_status: int, got: tuple, want_message: str = N
 def test_documented_errors(server):
     doc_text = DOC.read_text()
     pin = doc_pin(doc_text)
-    server.seed_ticket("Kids", pin, 30)
     unknown = "1111" if pin != "1111" else "2222"
     added = server.cli("device", "add", "Docs errors")
     assert added.returncode == 0, added.stderr
+    server.seed_ticket("Kids", pin, 30, device="Docs errors")
     auth = ["-H", f"Authorization: Bearer {added.stdout.strip()}"]
     as_json = ["-H", "Content-Type: application/json"]
     login, ticket = server.url + "/api/login", server.url + "/api/ticket/"
@@ -433,10 +447,10 @@ def test_documented_guessing_limit(server):
     template = inline_error(doc_text, 429)
     assert " N " in template, f"the documented 429 message {template!r} has no N"
     pin = doc_pin(doc_text)
-    server.seed_ticket("Kids", pin, 30)
     unknown = "1111" if pin != "1111" else "2222"
     added = server.cli("device", "add", "Docs guessing")
     assert added.returncode == 0, added.stderr
+    server.seed_ticket("Kids", pin, 30, device="Docs guessing")
     auth = ["-H", f"Authorization: Bearer {added.stdout.strip()}", "-H", "Content-Type: application/json"]
     login = server.url + "/api/login"
 
@@ -453,6 +467,9 @@ def test_documented_guessing_limit(server):
     assert retry is not None and retry.isdigit() and 1 <= int(retry) <= 60, (
         f"429 without a documented Retry-After: N header (headers: {headers})"
     )
-    assert body["error"] == template.replace(" N ", f" {retry} "), (
-        f"429 error is {body['error']!r}, documented {template!r} with N = Retry-After = {retry}"
+    minutes = -(-int(retry) // 60)
+    said = " 1 minute" if minutes == 1 else f" {minutes} minutes"
+    assert body["error"] == template.replace(" N minutes", said), (
+        f"429 error is {body['error']!r}, documented {template!r} with N = {minutes} "
+        f"(Retry-After {retry} s in minutes, rounded up)"
     )

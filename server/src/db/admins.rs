@@ -64,15 +64,19 @@ pub async fn ensure_default(pool: &Pool) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Sets a new password hash and clears the must-change flag, creating the admin if needed.
+/// Sets a new password hash (and the must-change flag), creating the admin if needed, and
+/// ends every session of that admin but `keep` (the one changing it), in one transaction: a
+/// new password never leaves an old session running.
 pub async fn set_password(
     pool: &Pool,
     username: &str,
     password_hash: &str,
     must_change: bool,
+    keep: Option<&str>,
 ) -> Result<i64, sqlx::Error> {
     let t = now();
-    sqlx::query_scalar(
+    let mut tx = pool.begin().await?;
+    let id = sqlx::query_scalar(
         "INSERT INTO admins (username, password_hash, must_change_password, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?4)
          ON CONFLICT (username) DO UPDATE
@@ -85,7 +89,10 @@ pub async fn set_password(
     .bind(password_hash)
     .bind(must_change)
     .bind(t)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await
-    .and_then(super::only)
+    .and_then(super::only)?;
+    super::sessions::delete_others(&mut *tx, id, keep).await?;
+    tx.commit().await?;
+    Ok(id)
 }

@@ -16,16 +16,48 @@ pub async fn insert(pool: &Pool, token_hash: &str, admin_id: i64) -> Result<(), 
     Ok(())
 }
 
-/// The admin id of a live session, refreshing its last-seen time.
-pub async fn touch(pool: &Pool, token_hash: &str) -> Result<Option<i64>, sqlx::Error> {
+/// How long a session lasts: since it was last used, and since it started.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    pub idle_secs: i64,
+    pub absolute_secs: i64,
+}
+
+/// The admin id of a live session (used within the idle lifetime, started within the absolute
+/// one), refreshing its last-seen time.
+pub async fn touch(
+    pool: &Pool,
+    token_hash: &str,
+    lifetimes: Lifetimes,
+) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar(
-        "UPDATE sessions SET last_seen_at = ? WHERE token_hash = ? RETURNING admin_id",
+        "UPDATE sessions SET last_seen_at = ?1
+         WHERE token_hash = ?2 AND last_seen_at > ?1 - ?3 AND created_at > ?1 - ?4
+         RETURNING admin_id",
     )
     .bind(now())
     .bind(token_hash)
+    .bind(lifetimes.idle_secs)
+    .bind(lifetimes.absolute_secs)
     .fetch_all(pool)
     .await
     .map(super::first)
+}
+
+/// Deletes the sessions past either lifetime; returns how many.
+pub async fn delete_expired(
+    pool: &Pool,
+    at: i64,
+    lifetimes: Lifetimes,
+) -> Result<u64, sqlx::Error> {
+    let r =
+        sqlx::query("DELETE FROM sessions WHERE last_seen_at <= ?1 - ?2 OR created_at <= ?1 - ?3")
+            .bind(at)
+            .bind(lifetimes.idle_secs)
+            .bind(lifetimes.absolute_secs)
+            .execute(pool)
+            .await?;
+    Ok(r.rows_affected())
 }
 
 pub async fn delete(pool: &Pool, token_hash: &str) -> Result<(), sqlx::Error> {
@@ -37,15 +69,18 @@ pub async fn delete(pool: &Pool, token_hash: &str) -> Result<(), sqlx::Error> {
 }
 
 /// Ends every session of an admin except `keep` (the one changing the password).
-pub async fn delete_others(
-    pool: &Pool,
+pub async fn delete_others<'c, E>(
+    executor: E,
     admin_id: i64,
     keep: Option<&str>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+{
     sqlx::query("DELETE FROM sessions WHERE admin_id = ? AND token_hash IS NOT ?")
         .bind(admin_id)
         .bind(keep)
-        .execute(pool)
+        .execute(executor)
         .await?;
     Ok(())
 }

@@ -215,13 +215,18 @@ where
     Ok(r.rows_affected())
 }
 
-/// Marks the unused tickets with these PINs as used at the given times (or at their creation,
-/// if later), in one statement and so one commit; returns the ids and PINs of those it marked.
-/// A PIN no unused ticket holds is left out; of racing calls with one PIN exactly one marks it.
-pub async fn mark_used(
-    pool: &Pool,
-    uses: &[(&str, i64)],
-) -> Result<Vec<(i64, String)>, sqlx::Error> {
+/// A login to write: a PIN typed on a device's Kodi, and when.
+pub struct Use<'a> {
+    pub lock_code: &'a str,
+    pub device_id: i64,
+    pub at: i64,
+}
+
+/// Marks the unused tickets with these PINs, each of a profile of the device reporting it, as
+/// used at the given times (or at their creation, if later), in one statement and so one
+/// commit; returns the ids and PINs of those it marked. A PIN no unused ticket of that
+/// device's profiles holds is left out; of racing calls with one PIN exactly one marks it.
+pub async fn mark_used(pool: &Pool, uses: &[Use<'_>]) -> Result<Vec<(i64, String)>, sqlx::Error> {
     if uses.is_empty() {
         return Ok(Vec::new());
     }
@@ -229,17 +234,21 @@ pub async fn mark_used(
     // that SQLite uses it (it does not infer it from `state = 'unused'`) instead of reading
     // every ticket ever issued.
     let sql = format!(
-        "UPDATE tickets SET state = 'in_use', used_at = max(logins.column2, created_at),
-                expires_at = max(logins.column2, created_at) + length * 60
-         FROM (VALUES {}) AS logins
-         WHERE tickets.lock_code = logins.column1
+        "UPDATE tickets SET state = 'in_use',
+                used_at = max(logins.column2, tickets.created_at),
+                expires_at = max(logins.column2, tickets.created_at) + tickets.length * 60
+         FROM (VALUES {}) AS logins JOIN profiles ON profiles.device_id = logins.column3
+         WHERE tickets.lock_code = logins.column1 AND tickets.profile_id = profiles.id
            AND tickets.state IN ('unused', 'in_use') AND tickets.state = 'unused'
          RETURNING id, lock_code",
-        vec!["(?, ?)"; uses.len()].join(", ")
+        vec!["(?, ?, ?)"; uses.len()].join(", ")
     );
     let mut query = sqlx::query_as(&sql);
-    for (lock_code, at) in uses {
-        query = query.bind(*lock_code).bind(*at);
+    for login in uses {
+        query = query
+            .bind(login.lock_code)
+            .bind(login.at)
+            .bind(login.device_id);
     }
     query.fetch_all(pool).await
 }
@@ -251,23 +260,20 @@ pub async fn find(pool: &Pool, id: i64) -> Result<Option<Ticket>, sqlx::Error> {
         .await
 }
 
-/// The live ticket holding this PIN, or else the latest one that held it.
-pub async fn find_by_code(pool: &Pool, lock_code: &str) -> Result<Option<Ticket>, sqlx::Error> {
-    // NOTE: the live ticket through the index on live PINs (the condition repeated so SQLite
-    // uses it); only a PIN no live ticket holds reads the history, which has no index.
-    let live = sqlx::query_as(&format!(
-        "{SELECT} WHERE t.lock_code = ? AND t.state IN ('unused', 'in_use') LIMIT 1"
-    ))
-    .bind(lock_code)
-    .fetch_optional(pool)
-    .await?;
-    if live.is_some() {
-        return Ok(live);
-    }
+/// The live (unused or running) ticket holding this PIN, if it is of one of the device's
+/// profiles.
+pub async fn find_live_by_code(
+    pool: &Pool,
+    lock_code: &str,
+    device_id: i64,
+) -> Result<Option<Ticket>, sqlx::Error> {
+    // NOTE: the condition repeats the condition of the index on live PINs so that SQLite uses it.
     sqlx::query_as(&format!(
-        "{SELECT} WHERE t.lock_code = ? ORDER BY t.id DESC LIMIT 1"
+        "{SELECT} WHERE t.lock_code = ? AND t.state IN ('unused', 'in_use') AND p.device_id = ?
+         LIMIT 1"
     ))
     .bind(lock_code)
+    .bind(device_id)
     .fetch_optional(pool)
     .await
 }

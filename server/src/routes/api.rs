@@ -12,7 +12,7 @@ use crate::db::tickets::Ticket;
 use crate::db::{self, Db};
 use crate::error::{Error, Result};
 use crate::logins::Logins;
-use crate::rate_limit::Limiters;
+use crate::rate_limit::{Limiters, Reservation};
 use crate::validate;
 use crate::views::rfc3339;
 
@@ -102,20 +102,19 @@ fn parse_lock_code(value: Option<&Value>) -> Result<String> {
     }
 }
 
-/// Refuses a device or address that has guessed wrong too often.
-fn check_guessing(limiters: &Limiters, keys: &[&str]) -> Result<()> {
-    match keys
-        .iter()
-        .filter_map(|k| limiters.pins.check(k).err())
-        .max()
-    {
-        Some(retry_after) => Err(Error::RateLimited { retry_after }),
-        None => Ok(()),
-    }
-}
-
-fn record_miss(limiters: &Limiters, keys: &[&str]) {
-    keys.iter().for_each(|k| limiters.pins.record_failure(k));
+/// Reserves one guess for the device and the address: waits while guesses of theirs in progress
+/// hold the last places, refuses once their misses are used up.
+async fn reserve_guess<'l>(
+    limiters: &'l Limiters,
+    device: Device,
+    client: &ClientAddr,
+) -> Result<Reservation<'l>> {
+    let device_key = format!("device:{}", device.id);
+    limiters
+        .pins
+        .reserve(&[device_key.as_str(), client.0.as_str()])
+        .await
+        .map_err(|retry_after| Error::RateLimited { retry_after })
 }
 
 #[post("/login", data = "<body>")]
@@ -128,9 +127,6 @@ async fn login(
     logins: &State<Logins>,
     events: &State<crate::delivery::Waker>,
 ) -> Result<Json<LoginResponse>> {
-    let device_key = format!("device:{}", device.id);
-    let keys = [device_key.as_str(), client.0.as_str()];
-    check_guessing(limiters, &keys)?;
     let limit = limits.get("json").unwrap_or(16.kibibytes());
     let body = body
         .open(limit)
@@ -143,10 +139,13 @@ async fn login(
     let now = db::now();
     let login = parse_login(&body, now)?;
     let at = login.used_at.unwrap_or(now);
-    let Some(t) = logins.mark_used(&login.lock_code, at).await? else {
-        record_miss(limiters, &keys);
+    // NOTE: reserved before the lookup: however many guesses arrive at once, no more are
+    // looked up than the limit allows.
+    let guess = reserve_guess(limiters, device, &client).await?;
+    let Some(t) = logins.mark_used(&login.lock_code, device.id, at).await? else {
         return Err(Error::NotFoundMessage("unknown or already used PIN".into()));
     };
+    guess.give_back();
     tracing::info!(ticket = t.id, profile = %t.profile_name, "ticket used");
     events.wake(t.device_id);
     let (used_at, expires_at) = (t.used_at.unwrap_or(now), t.expires_at.unwrap_or(now));
@@ -171,20 +170,23 @@ async fn ticket(
     limiters: &State<Limiters>,
     db: &Db,
 ) -> Result<Json<TicketJson>> {
-    let device_key = format!("device:{}", device.id);
-    let keys = [device_key.as_str(), client.0.as_str()];
-    check_guessing(limiters, &keys)?;
     if !validate::is_lock_code(lock_code) {
         return Err(Error::BadRequest(
             "a PIN is exactly four digits, e.g. 0420".into(),
         ));
     }
-    match db::tickets::find_by_code(db, lock_code).await? {
-        Some(t) => Ok(Json(ticket_json(&t, db::now()))),
-        None => {
-            record_miss(limiters, &keys);
-            Err(Error::NotFoundMessage("no ticket has this PIN".into()))
+    let guess = reserve_guess(limiters, device, &client).await?;
+    let now = db::now();
+    // NOTE: only a live ticket of this device's profiles answers: ended tickets' PINs would
+    // tell which codes are issued, other boxes' PINs would open other rooms.
+    match db::tickets::find_live_by_code(db, lock_code, device.id).await? {
+        Some(t) if matches!(t.state_at(now), TicketState::Unused | TicketState::InUse) => {
+            guess.give_back();
+            Ok(Json(ticket_json(&t, now)))
         }
+        _ => Err(Error::NotFoundMessage(
+            "no unused or running ticket has this PIN".into(),
+        )),
     }
 }
 

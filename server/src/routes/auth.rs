@@ -1,18 +1,20 @@
 //! Logging in and out, and changing the password.
 
+use std::time::Duration;
+
 use rocket::form::FromForm;
-use rocket::http::{CookieJar, Header, Status};
+use rocket::http::{CookieJar, Status};
 use rocket::response::{Flash, Redirect, Responder};
 use rocket::{get, post, routes, uri, Route, State};
 use rocket_dyn_templates::Template;
 use serde::Serialize;
 
-use crate::auth::{ClientAddr, CsrfForm, CsrfProtected, Session};
-use crate::db::{admins, sessions, Db};
-use crate::error::Result;
-use crate::password;
-use crate::rate_limit::Limiters;
+use crate::auth::{ClientAddr, CsrfForm, CsrfProtected, KnownBrowser, Session};
+use crate::db::{admins, Db};
+use crate::error::{retry_after_header, Result};
+use crate::rate_limit::{self, Limiters, Reservation};
 use crate::views::{render, Chrome, Flash as FlashView};
+use crate::{password, token};
 
 pub fn routes() -> Vec<Route> {
     routes![
@@ -65,14 +67,14 @@ impl CsrfProtected for LoginForm {
 /// The login page again, with an error and the right status (and `Retry-After` when throttled).
 struct LoginRefused {
     page: (Status, Template),
-    retry_after: Option<u64>,
+    retry_after: Option<Duration>,
 }
 
 impl<'r> Responder<'r, 'static> for LoginRefused {
     fn respond_to(self, req: &'r rocket::Request<'_>) -> rocket::response::Result<'static> {
         let mut response = self.page.respond_to(req)?;
-        if let Some(seconds) = self.retry_after {
-            response.set_header(Header::new("Retry-After", seconds.to_string()));
+        if let Some(wait) = self.retry_after {
+            response.set_header(retry_after_header(wait));
         }
         Ok(response)
     }
@@ -84,7 +86,7 @@ impl LoginRefused {
         status: Status,
         message: String,
         username: String,
-        retry_after: Option<u64>,
+        retry_after: Option<Duration>,
     ) -> Self {
         chrome.flash = Some(FlashView {
             kind: "danger",
@@ -112,26 +114,33 @@ async fn login(
     let LoginForm {
         username, password, ..
     } = form.0;
-    let user_key = format!("user:{}", username.to_lowercase());
-    let keys = [user_key.as_str(), client.0.as_str()];
-    if let Some(wait) = keys
-        .iter()
-        .filter_map(|k| limiters.logins.check(k).err())
-        .max()
-    {
-        let message = format!("Too many failed logins. Try again in {wait} seconds.");
-        return Ok(Err(LoginRefused::new(
-            chrome,
-            Status::TooManyRequests,
-            message,
-            username,
-            Some(wait),
-        )));
-    }
     let admin = admins::find_by_username(db, &username).await?;
+    // NOTE: reserved before the password is checked: however many guesses arrive at once, no
+    // more are checked than the limits allow.
+    let reserved = match KnownBrowser::of(cookies, &username) {
+        Some(browser) => reserve_known(limiters, &browser).await,
+        None => reserve_login(limiters, &client.0, &user_key(&username, admin.as_ref())).await,
+    };
+    let guess = match reserved {
+        Ok(guess) => guess,
+        Err(wait) => {
+            let message = format!(
+                "Too many failed logins. Try again in {}.",
+                rate_limit::in_minutes(wait)
+            );
+            return Ok(Err(LoginRefused::new(
+                chrome,
+                Status::TooManyRequests,
+                message,
+                username,
+                Some(wait),
+            )));
+        }
+    };
     let ok = password::verify(password, admin.as_ref().map(|a| a.password_hash.clone())).await;
     let Some(admin) = admin.filter(|_| ok) else {
-        keys.iter().for_each(|k| limiters.logins.record_failure(k));
+        // Dropping the reservations counts the miss.
+        drop(guess);
         let message = "Wrong user name or password.".to_owned();
         return Ok(Err(LoginRefused::new(
             chrome,
@@ -141,7 +150,8 @@ async fn login(
             None,
         )));
     };
-    limiters.logins.clear(&user_key);
+    guess.forgive();
+    KnownBrowser::remember(cookies, &admin.username);
     Session::start(db, cookies, admin.id).await?;
     tracing::info!(admin = %admin.username, "admin logged in");
     Ok(Ok(if admin.must_change_password {
@@ -149,6 +159,55 @@ async fn login(
     } else {
         Redirect::to(uri!(super::profiles::list))
     }))
+}
+
+/// The places one password guess takes: under its address and its user name, or under its
+/// known browser.
+struct LoginGuess<'l>(Vec<Reservation<'l>>);
+
+impl LoginGuess<'_> {
+    /// The password was right: its keys' misses are forgotten.
+    fn forgive(self) {
+        self.0.into_iter().for_each(Reservation::forgive);
+    }
+}
+
+/// The key a user name's wrong passwords are counted under. It changes with the password, so
+/// setting a new one (`admin set-password`, from another process) lifts the user's limit.
+fn user_key(username: &str, admin: Option<&admins::Admin>) -> String {
+    let version = admin.map_or_else(String::new, |a| token::hash(&a.password_hash));
+    format!(
+        "user:{}:{}",
+        username.to_lowercase(),
+        &version[..version.len().min(16)]
+    )
+}
+
+/// A known browser's guess: counted under its own id only, so that guessing from elsewhere
+/// never locks the owner out.
+async fn reserve_known<'l>(
+    limiters: &'l Limiters,
+    browser: &KnownBrowser,
+) -> std::result::Result<LoginGuess<'l>, Duration> {
+    let guess = limiters.clients.reserve(&[&browser.key()]).await?;
+    Ok(LoginGuess(vec![guess]))
+}
+
+async fn reserve_login<'l>(
+    limiters: &'l Limiters,
+    address: &str,
+    user_key: &str,
+) -> std::result::Result<LoginGuess<'l>, Duration> {
+    // NOTE: always the address first, then the user name: guesses waiting on both never wait
+    // on each other in a circle.
+    let by_address = limiters.clients.reserve(&[address]).await?;
+    match limiters.users.reserve(&[user_key]).await {
+        Ok(by_user) => Ok(LoginGuess(vec![by_address, by_user])),
+        Err(wait) => {
+            by_address.give_back();
+            Err(wait)
+        }
+    }
 }
 
 #[post("/logout", data = "<_form>")]
@@ -217,8 +276,14 @@ async fn change_password(
         return Ok(back(format!("Not changed: {why}.")));
     }
     let hash = password::hash(form.new_password).await?;
-    admins::set_password(db, &session.admin.username, &hash, false).await?;
-    sessions::delete_others(db, session.admin.id, Some(&session.token_hash)).await?;
+    admins::set_password(
+        db,
+        &session.admin.username,
+        &hash,
+        false,
+        Some(&session.token_hash),
+    )
+    .await?;
     tracing::info!(admin = %session.admin.username, "admin changed their password");
     Ok(Flash::success(
         Redirect::to(uri!(super::profiles::list)),

@@ -191,6 +191,42 @@ impl TestServer {
         body[start..].split('<').next().unwrap().to_owned()
     }
 
+    pub async fn device_id(&self, name: &str) -> i64 {
+        sqlx::query_scalar("SELECT id FROM devices WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool())
+            .await
+            .unwrap()
+    }
+
+    /// A profile on a given Kodi box, through the profile form.
+    pub async fn create_profile_on(&self, name: &str, device_id: i64) -> i64 {
+        let res = self
+            .post_form(
+                "/profiles",
+                &[("name", name), ("device", &device_id.to_string())],
+            )
+            .await;
+        let location = res.headers().get_one("Location").unwrap().to_owned();
+        location
+            .strip_prefix("/profiles/")
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_else(|| panic!("profile not created, went to {location}"))
+    }
+
+    /// A Kodi box on this server's machine (its PINs applied by the fake script) with one
+    /// profile: the box's token and the profile's id. Only that box's token may use the
+    /// profile's tickets.
+    pub async fn local_box_with_profile(&self, device: &str, profile: &str) -> (String, i64) {
+        let token = self.device_token(device).await;
+        let id = self.device_id(device).await;
+        let res = self
+            .post_form(&format!("/devices/{id}/delivery"), &[("delivery", "local")])
+            .await;
+        assert_eq!(res.status(), Status::SeeOther);
+        (token, self.create_profile_on(profile, id).await)
+    }
+
     pub async fn api_login(&self, token: &str, body: &str) -> (Status, serde_json::Value) {
         let res = self
             .client
