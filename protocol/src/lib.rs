@@ -2,6 +2,7 @@
 //!
 //! Field names keep those of the original Flask version so existing Kodi scripts keep working.
 
+pub mod bus;
 pub mod script;
 
 use serde::{Deserialize, Serialize};
