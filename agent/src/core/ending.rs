@@ -256,6 +256,8 @@ impl Core {
                 .filter(|(profile, _)| self.must_leave(now, profile))
                 .map(|(_, name)| (since, name))
         };
+        // NOTE: only once Kodi was seen since the start: an agent that starts before Kodi
+        // (at boot) must not restart it for a re-lock left over from the last run.
         let relock = || {
             let someone_entitled = last_seen
                 .as_ref()
@@ -264,7 +266,7 @@ impl Core {
                 .relock
                 .iter()
                 .next()
-                .filter(|_| !someone_entitled)
+                .filter(|_| self.last_seen.is_some() && !someone_entitled)
                 .map(|profile| (since, profile.clone()))
         };
         let Some((from, profile)) = time_up.or_else(must_leave).or_else(relock) else {

@@ -608,6 +608,23 @@ fn kodi_unreachable_with_a_used_pin_still_in_place_is_restarted() {
     );
 }
 
+#[test]
+fn a_leftover_re_lock_does_not_restart_a_kodi_never_seen_since_the_start() {
+    let mut state = State::default();
+    state.relock.insert("kids".into());
+    let mut core = Core::new(Mode::Native, "9.9.9", state);
+    core.handle(T0, unreachable());
+    let actions: Vec<Action> = (T0..T0 + 300)
+        .flat_map(|t| core.handle(t, Event::Tick))
+        .collect();
+    assert!(!actions
+        .iter()
+        .any(|a| matches!(a, Action::RestartKodi { .. })));
+    // Once it answered, the re-lock runs as usual.
+    let actions = core.handle(T0 + 301, login_screen());
+    assert_eq!(scripts(&actions), [&relock_kids()]);
+}
+
 // ---- the clock ----------------------------------------------------------------------------
 
 #[test]
