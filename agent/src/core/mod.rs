@@ -94,7 +94,8 @@ pub enum Action {
     CloseAddonDialogs,
     /// Log `profile` in with the lock-code hash Kodi holds for it.
     LoadProfile { profile: String },
-    /// Send Kodi `System.LogOff`, if `profile` is the one logged in.
+    /// Send Kodi `System.LogOff` to end `profile`'s session (the driver first checks that a
+    /// profile other than the master is logged in: anything else would leave JSON-RPC down).
     LogOff { profile: String },
     /// Stop and start Kodi with the configured commands; answer with
     /// [`Event::KodiRestarted`].
@@ -156,7 +157,7 @@ pub struct Core {
     agent_version: String,
     /// What survives restarts.
     state: State,
-    /// What Kodi showed last; `None` while it does not answer (or is switching for us).
+    /// What Kodi showed last; `None` while it does not answer.
     kodi: Option<SessionState>,
     /// The last session Kodi showed, kept while it does not answer.
     last_seen: Option<SessionState>,
