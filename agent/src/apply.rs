@@ -1,4 +1,5 @@
-//! Running the Kodi script on this box, with a timeout, recorded in the execution log.
+//! Running the Kodi script on this box, with a timeout, recorded in the execution log; and
+//! restarting Kodi with the box's stop and start commands.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -58,6 +59,57 @@ pub async fn set_lock_code(
         .unwrap_or_default();
     append_log(&config.exec_log, &run.log_line(&at, label)).await;
     run.report()
+}
+
+/// Stops and starts Kodi with the configured commands (`bash -c`, as the script runs them),
+/// each within the script's timeout: whether that worked, and a line for the admin.
+pub async fn restart_kodi(config: &Config) -> (bool, String) {
+    if config.kodi_stop_command.is_empty() || config.kodi_start_command.is_empty() {
+        return (
+            false,
+            "cannot restart Kodi: kodi_stop_command and kodi_start_command are not set".into(),
+        );
+    }
+    let started = Instant::now();
+    let outcome = match run_command(config, &config.kodi_stop_command).await {
+        Err(e) => Err(format!("stopping Kodi failed: {e}")),
+        Ok(()) => run_command(config, &config.kodi_start_command)
+            .await
+            .map_err(|e| format!("starting Kodi failed: {e}")),
+    };
+    let (ok, message) = match outcome {
+        Ok(()) => (true, "Kodi restarted".to_owned()),
+        Err(message) => (false, message),
+    };
+    let at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let line = format!(
+        "{at} restart-kodi ok={ok} {:.1}s {message}\n",
+        started.elapsed().as_secs_f64()
+    );
+    append_log(&config.exec_log, &line).await;
+    (ok, message)
+}
+
+/// Runs `command` with `bash -c`, its output discarded: a start command leaves Kodi running
+/// with whatever it inherited, and a pipe held open by Kodi would never end.
+async fn run_command(config: &Config, command: &str) -> Result<(), String> {
+    let child = Command::new("bash")
+        .arg("-c")
+        .arg(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run bash: {e}"))?;
+    match tokio::time::timeout(config.script_timeout(), child.wait_with_output()).await {
+        Err(_) => Err(format!("timed out after {} s", config.script_timeout)),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(output)) if output.status.success() => Ok(()),
+        Ok(Ok(output)) => Err(format!("{}", output.status)),
+    }
 }
 
 async fn append_log(path: &Path, line: &str) {

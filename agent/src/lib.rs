@@ -1,8 +1,9 @@
 //! The Kodi Tickets agent as a library: the binary's parts, and what its tests drive.
 
-pub mod agent;
 pub mod apply;
 pub mod config;
+pub mod core;
+pub mod driver;
 pub mod kodi;
 pub mod profiles_xml;
 pub mod server;

@@ -4,24 +4,19 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
-
-use futures::StreamExt;
 use tokio::sync::mpsc;
 use tracing_subscriber::EnvFilter;
 
 use kodi_tickets_agent::config::{Config, DEFAULT_CONFIG, ENV_PREFIX};
-use kodi_tickets_agent::server::{ServerClient, ServerError};
-use kodi_tickets_agent::{agent, kodi};
+use kodi_tickets_agent::driver::{self, Driver};
+use kodi_tickets_agent::kodi;
+use kodi_tickets_agent::server::ServerClient;
 
 /// Exit code for a configuration the agent cannot run with (sysexits' EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
 const USAGE: &str = "usage: kodi-tickets-agent [--config FILE] | --version\n\
     Settings come from FILE (default: $KODI_TICKETS_AGENT_CONFIG, else /etc/kodi-tickets/agent.toml\n\
     when it exists) and KODI_TICKETS_AGENT_* variables; see README.md.";
-
-/// How often the agent tells the server what its Kodi looks like.
-const STATUS_EVERY: Duration = Duration::from_secs(60);
 
 fn config_path(args: &[String], env: &HashMap<String, String>) -> Result<Option<PathBuf>, String> {
     match args {
@@ -75,66 +70,11 @@ fn main() -> ExitCode {
 async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(?config, "starting");
     let server = ServerClient::new(config.server_url(), &config.device_token)?;
-    let mut agent = agent::Agent::new(config.clone(), server.clone())?;
-    let (events_tx, mut events) = mpsc::channel(64);
-    tokio::spawn(follow_server(server, events_tx));
-    let mut kodi = kodi::watch(config.kodi_jsonrpc.clone(), Some(config.profiles_xml()));
-    let mut addon = kodi::listen(config.kodi_jsonrpc.clone());
-    let mut ticks = tokio::time::interval(Duration::from_secs(1));
-    let mut status = tokio::time::interval(STATUS_EVERY);
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    loop {
-        tokio::select! {
-            Some(event) = events.recv() => agent.on_event(event).await,
-            Some(observation) = kodi.recv() => agent.on_observation(observation).await,
-            Some(request) = addon.recv() => agent.on_addon(request).await,
-            _ = ticks.tick() => agent.tick().await,
-            _ = status.tick() => agent.send_status().await,
-            _ = tokio::signal::ctrl_c() => break,
-            _ = terminate.recv() => break,
-        }
-    }
-    tracing::info!("stopping; state is saved, running sessions resume at the next start");
+    let driver = Driver::new(config.clone(), server.clone())?;
+    let (events_tx, events) = mpsc::channel(64);
+    tokio::spawn(driver::follow_server(server, events_tx));
+    let kodi = kodi::watch(config.kodi_jsonrpc.clone(), Some(config.profiles_xml()));
+    let addon = kodi::listen(config.kodi_jsonrpc.clone());
+    driver.run(events, kodi, addon).await?;
     Ok(())
-}
-
-/// Holds the event stream open, reconnecting with capped backoff; the server sends every
-/// unacknowledged delivery and running session again on each connect.
-async fn follow_server(
-    server: ServerClient,
-    events: mpsc::Sender<kodi_tickets_protocol::AgentEvent>,
-) {
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        match server.events().await {
-            Ok(stream) => {
-                tracing::info!("connected to the server");
-                backoff = Duration::from_millis(500);
-                let mut stream = std::pin::pin!(stream);
-                while let Some(item) = stream.next().await {
-                    match item {
-                        Ok(event) => {
-                            if events.send(event).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!("server stream broke: {e}");
-                            break;
-                        }
-                    }
-                }
-                tracing::warn!("disconnected from the server; reconnecting");
-            }
-            Err(ServerError::Unauthorized) => {
-                tracing::error!(
-                    "the server refuses this device's token (revoked?); retrying in a minute"
-                );
-                backoff = Duration::from_secs(60);
-            }
-            Err(e) => tracing::warn!("cannot reach the server: {e}"),
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(30));
-    }
 }

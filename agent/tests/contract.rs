@@ -238,7 +238,7 @@ async fn tickets_reach_the_agent_at_least_once_and_reports_come_back() {
         .execute(&server.pool)
         .await
         .unwrap();
-    let used_at = kodi_tickets_agent::agent::now() - 120;
+    let used_at = kodi_tickets_agent::driver::now() - 120;
     let login = LoginRequest {
         lock_code: first_pin.clone(),
         used_at: Some(
@@ -296,6 +296,7 @@ async fn tickets_reach_the_agent_at_least_once_and_reports_come_back() {
             kodi_reachable: true,
             kodi_version: Some("20.1".into()),
             master_lock: Some(false),
+            forced_restart: None,
         })
         .await
         .unwrap();

@@ -2,6 +2,7 @@
 //!
 //! Field names keep those of the original Flask version so existing Kodi scripts keep working.
 
+pub mod bus;
 pub mod script;
 
 use serde::{Deserialize, Serialize};
@@ -168,6 +169,24 @@ pub struct AgentStatus {
     pub kodi_version: Option<String>,
     /// Whether the master profile has a lock; without one Kodi enforces no profile PIN.
     pub master_lock: Option<bool>,
+    /// The last time the agent had to restart Kodi to end a session, when it had to since
+    /// it started. Absent from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forced_restart: Option<ForcedRestart>,
+}
+
+/// A restart of Kodi the agent made because a session's time was up and Kodi's control
+/// services (JSON-RPC, EventServer) stayed unreachable, so it could not log the profile off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForcedRestart {
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// The profile whose session it ended.
+    pub profile: String,
+    /// Whether the stop and start commands succeeded.
+    pub ok: bool,
+    /// A one-line summary for the admin.
+    pub message: String,
 }
 
 #[cfg(test)]

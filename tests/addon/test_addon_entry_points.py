@@ -321,3 +321,15 @@ def test_no_dialog_while_the_agent_switches(kodi, env):
     assert kodi.dialogs("ok") == []
     assert flows.pin_pad(env).kind == flows.Outcome.HELD
     assert len(kodi.numeric_calls) == 1
+
+
+def test_the_progress_dialog_holds_closed_back_until_it_is_closed(kodi, env):
+    """The agent switches once the add-on says `closed`: while the PIN's progress dialog is
+    open the result in it has not been handled (welcome shown) yet."""
+    assert not env.ui.modal_open()
+    progress = env.ui.progress(po(kodi, S.ADDON_NAME), po(kodi, S.CHECKING_PIN))
+    assert env.ui.modal_open()
+    progress.close()
+    assert not env.ui.modal_open()
+    progress.close()
+    assert not env.ui.modal_open(), "closing twice counts once"

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use jsonrpsee::server::{Server, ServerHandle};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
@@ -22,6 +23,8 @@ pub const NUMERIC_INPUT: i64 = 10109;
 pub const GAMEPAD_INPUT: i64 = 10110;
 pub const OK_DIALOG: i64 = 12002;
 pub const SHUTDOWN_MENU: i64 = 10111;
+/// The method the watcher reads the session with on every poll.
+pub const GET_CURRENT_PROFILE: &str = "Profiles.GetCurrentProfile";
 const WINDOW_LABELS: [(i64, &str); 6] = [
     (LOGIN_SCREEN, "Login screen"),
     (HOME, "Home"),
@@ -66,8 +69,13 @@ pub struct FakeKodi {
 
 impl FakeKodi {
     pub async fn start() -> FakeKodi {
+        FakeKodi::start_on(0).await
+    }
+
+    /// Listens on `port` of 127.0.0.1 (0: any free one).
+    pub async fn start_on(port: u16) -> FakeKodi {
         let state = Shared::default();
-        let (addr, handle) = serve("127.0.0.1:0".parse().unwrap(), state.clone()).await;
+        let (addr, handle) = serve(([127, 0, 0, 1], port).into(), state.clone()).await;
         FakeKodi {
             state,
             addr,
@@ -96,6 +104,18 @@ impl FakeKodi {
         lock(&self.state).calls.clone()
     }
 
+    /// Waits until `method` was called at least `n` times (at most 10 s).
+    pub async fn wait_for_calls(&self, method: &str, n: usize) {
+        let seen = || self.calls().iter().filter(|(m, _)| m == method).count();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while seen() < n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{method} called {} times, not {n}", seen()));
+    }
+
     /// Stops listening and drops every connection, as Kodi does on a profile switch.
     pub async fn stop(&mut self) {
         if let Some(handle) = self.handle.take() {
@@ -116,6 +136,50 @@ impl Drop for FakeKodi {
     fn drop(&mut self) {
         if let Some(handle) = self.handle.take() {
             let _ = handle.stop();
+        }
+    }
+}
+
+/// A Kodi whose JSON-RPC port takes connections and drops them at once: every connect
+/// fails, and each attempt is counted.
+pub struct Refuser {
+    addr: SocketAddr,
+    attempts: tokio::sync::mpsc::UnboundedReceiver<()>,
+    seen: usize,
+}
+
+impl Refuser {
+    pub async fn start() -> Refuser {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, attempts) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((connection, _)) = listener.accept().await {
+                drop(connection);
+                if tx.send(()).is_err() {
+                    return;
+                }
+            }
+        });
+        Refuser {
+            addr,
+            attempts,
+            seen: 0,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Waits until `n` connects in all were refused (at most 10 s).
+    pub async fn wait_for_attempts(&mut self, n: usize) {
+        while self.seen < n {
+            tokio::time::timeout(Duration::from_secs(10), self.attempts.recv())
+                .await
+                .expect("another connect attempt within 10 s")
+                .expect("the refuser runs");
+            self.seen += 1;
         }
     }
 }

@@ -9,7 +9,9 @@ use jsonrpsee::ws_client::{RpcServiceBuilder, WsClientBuilder};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::bus::{self, FromAddon};
+use kodi_tickets_protocol::bus::FromAddon;
+
+use super::bus;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);

@@ -134,7 +134,7 @@ async fn run(
             // about to listen again. Retry soon, but not once per event of the rewrite.
             tracing::debug!("profiles.xml changed: reconnecting soon");
             tokio::select! {
-                () = sleep(timing.backoff_min) => {}
+                () = sleep(timing.settle) => {}
                 () = tx.closed() => return,
             }
             drain(&mut changes);
@@ -253,7 +253,7 @@ fn watch_file(path: &Path) -> notify::Result<(RecommendedWatcher, mpsc::Receiver
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kodi::fake::FakeKodi;
+    use crate::kodi::fake::{free_port, FakeKodi, Refuser, GET_CURRENT_PROFILE};
 
     const FAST: Timing = Timing {
         backoff_min: Duration::from_millis(50),
@@ -283,7 +283,7 @@ mod tests {
         let mut rx = watch_with(fake.addr(), None, FAST);
         assert_eq!(next(&mut rx).await, session(false, "Master user"));
         // Several polls later, the unchanged session has not been sent again.
-        sleep(FAST.poll * 4).await;
+        fake.wait_for_calls(GET_CURRENT_PROFILE, 4).await;
         assert!(rx.try_recv().is_err(), "no duplicates");
         fake.log_in("Kids");
         assert_eq!(next(&mut rx).await, session(true, "Kids"));
@@ -291,11 +291,10 @@ mod tests {
 
     #[tokio::test]
     async fn reports_unreachable_at_once_when_kodi_is_down_at_start() {
-        let port = crate::kodi::fake::free_port();
-        let mut rx = watch(format!("127.0.0.1:{port}"), None);
+        let mut refuser = Refuser::start().await;
+        let mut rx = watch(refuser.addr(), None);
         assert_eq!(next(&mut rx).await, Observation::Unreachable);
-        // Three more failed connects.
-        sleep(TIMING.backoff_min * 7).await;
+        refuser.wait_for_attempts(4).await;
         assert!(rx.try_recv().is_err(), "Unreachable is sent once");
     }
 
@@ -359,32 +358,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reconnects_soon_when_profiles_xml_changes_while_kodi_is_away() {
+    async fn reconnects_at_once_when_profiles_xml_changes_while_kodi_is_away() {
         let dir = tempfile::tempdir().unwrap();
         let xml = dir.path().join("profiles.xml");
         std::fs::write(&xml, "<profiles/>").unwrap();
-        let mut fake = FakeKodi::start().await;
+        let port = free_port();
+        // Without the change, the next connect would come an hour after the first failed.
         let timing = Timing {
-            backoff_min: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(60),
-            poll: Duration::from_secs(600),
+            backoff_min: Duration::from_secs(3600),
+            backoff_max: Duration::from_secs(3600),
+            poll: Duration::from_secs(3600),
             ..FAST
         };
-        let mut rx = watch_with(fake.addr(), Some(xml.clone()), timing);
-        assert_eq!(next(&mut rx).await, session(false, "Master user"));
-
-        fake.stop().await;
+        let mut rx = watch_with(format!("127.0.0.1:{port}"), Some(xml.clone()), timing);
+        // Kodi is away: the first connect failed and the watcher waits out its backoff.
         assert_eq!(next(&mut rx).await, Observation::Unreachable);
-        // Retries 0.1, 0.3, 0.7, 1.5 and 3.1 s after the loss; the next one is due at 6.3 s.
-        sleep(Duration::from_millis(2800)).await;
+
+        let fake = FakeKodi::start_on(port).await;
         fake.log_in("Kids");
-        fake.restart().await;
         std::fs::write(&xml, "<profiles><lastloaded>1</lastloaded></profiles>").unwrap();
-        let seen = tokio::time::timeout(Duration::from_millis(1500), rx.recv())
-            .await
-            .expect("reconnected soon after the change, not at the next backoff step")
-            .unwrap();
-        assert_eq!(seen, session(true, "Kids"));
+        assert_eq!(next(&mut rx).await, session(true, "Kids"));
     }
 
     #[tokio::test]
@@ -402,7 +395,7 @@ mod tests {
     async fn stops_when_the_receiver_is_dropped() {
         let fake = FakeKodi::start().await;
         let rx = watch_with(fake.addr(), None, FAST);
-        sleep(FAST.poll).await;
+        fake.wait_for_calls(GET_CURRENT_PROFILE, 2).await;
         drop(rx);
         sleep(FAST.poll * 3).await;
         let polls = fake.calls().len();

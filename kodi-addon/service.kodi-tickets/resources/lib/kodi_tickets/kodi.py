@@ -130,7 +130,8 @@ class Listener(threading.Thread):
 
 
 class Progress:
-    def __init__(self, heading, message):
+    def __init__(self, heading, message, on_close):
+        self._on_close = on_close
         self._dialog = xbmcgui.DialogProgress()
         self._dialog.create(heading, message)
 
@@ -142,6 +143,9 @@ class Progress:
 
     def close(self):
         self._dialog.close()
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
 
 
 class UI:
@@ -159,8 +163,11 @@ class UI:
         try:
             return call(*args)
         finally:
-            with self._lock:
-                self._modal -= 1
+            self._modal_closed()
+
+    def _modal_closed(self):
+        with self._lock:
+            self._modal -= 1
 
     def modal_open(self):
         with self._lock:
@@ -183,7 +190,15 @@ class UI:
         xbmcgui.Dialog().notification(heading, message, self._icon or xbmcgui.NOTIFICATION_INFO, NOTIFICATION_MS)
 
     def progress(self, heading, message):
-        return Progress(heading, message)
+        """A progress dialog, counted as a modal dialog until it is closed: `closed` is sent
+        only after it, so a PIN's result shown in it is handled before the agent switches."""
+        with self._lock:
+            self._modal += 1
+        try:
+            return Progress(heading, message, self._modal_closed)
+        except Exception:
+            self._modal_closed()
+            raise
 
 
 class Env:
