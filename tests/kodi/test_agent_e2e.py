@@ -8,9 +8,9 @@ logged off and the used PIN no longer opens Kids. One Kodi serves the file's tes
 
 import hashlib
 import json
-import re
 import subprocess
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -100,9 +100,20 @@ def system(kodi, tmp_path_factory):
 
 
 def kids_md5(kodi) -> str:
-    text = kodi.profiles_xml.read_text()
-    block = re.search(r"<profile>\s*<id>\d+</id>\s*<name>Kids</name>.*?</profile>", text, re.S).group(0)
-    return re.search(r"<lockcode>([^<]*)</lockcode>", block).group(1)
+    """Kids' lock code (MD5) in profiles.xml. NOTE: Kodi rewrites that file in place when it
+    starts or switches profile, so a read at that moment sees part of it: read until the
+    whole file parses."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            root = ET.fromstring(kodi.profiles_xml.read_text())
+        except ET.ParseError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+            continue
+        kids = [p for p in root.findall("profile") if p.findtext("name") == "Kids"]
+        return kids[0].findtext("lockcode")
 
 
 def md5(pin: str) -> str:
