@@ -65,9 +65,7 @@ pub struct State {
     pub relock: BTreeSet<String>,
 }
 
-pub fn key(profile: &str) -> String {
-    profile.to_ascii_lowercase()
-}
+pub use kodi_tickets_protocol::profile_key as key;
 
 impl State {
     /// The saved state, or a fresh one when there is none yet.

@@ -5,6 +5,18 @@
 pub mod bus;
 pub mod script;
 
+/// A profile name as Kodi compares it: case-insensitively, ASCII letters only (its
+/// `StringUtils::EqualsNoCase`), so "ÄRGER" and "ärger" are two profiles. The key that maps
+/// hold profiles under.
+pub fn profile_key(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
+/// Whether two names address the same Kodi profile (see [`profile_key`]).
+pub fn same_profile(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
 use serde::{Deserialize, Serialize};
 
 /// Body of `POST /api/login`.
@@ -192,6 +204,14 @@ pub struct ForcedRestart {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn profile_names_fold_ascii_letters_only() {
+        assert!(same_profile("Kids", "kIDS"));
+        assert!(!same_profile("Ärger", "ärger"));
+        assert_eq!(profile_key("Room 12"), "room 12");
+        assert_eq!(profile_key("ÄRGER"), "Ärger");
+    }
 
     #[test]
     fn ticket_state_serializes_as_its_database_name() {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use jsonrpsee::core::ClientError;
 use jsonrpsee::ws_client::{RpcService, RpcServiceBuilder, WsClient, WsClientBuilder};
+use kodi_tickets_protocol::same_profile;
 
 use super::rpc::{
     ApplicationClient, GuiClient, JsonRpcClient, Password, ProfileDetail, ProfilesClient,
@@ -210,11 +211,6 @@ impl Kodi {
     pub async fn closed(&self) {
         self.client.on_disconnect().await;
     }
-}
-
-/// Kodi matches profile names case-insensitively.
-fn same_profile(a: &str, b: &str) -> bool {
-    a.to_lowercase() == b.to_lowercase()
 }
 
 fn rpc_error(method: &'static str) -> impl FnOnce(ClientError) -> KodiError {

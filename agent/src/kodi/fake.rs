@@ -283,7 +283,11 @@ async fn serve(addr: SocketAddr, state: Shared) -> (SocketAddr, ServerHandle) {
     module
         .register_method("Profiles.LoadProfile", |p, s, _| {
             let params = record(s, "Profiles.LoadProfile", &p);
-            let expected = match params["profile"].as_str().map(str::to_lowercase).as_deref() {
+            let expected = match params["profile"]
+                .as_str()
+                .map(kodi_tickets_protocol::profile_key)
+                .as_deref()
+            {
                 Some("master user") => MASTER_MD5,
                 Some("kids") => KIDS_MD5,
                 _ => return Err(invalid_params()),
