@@ -274,6 +274,11 @@ class Server:
         self.admin.post(f"/profiles/{profile_id}/tickets", length=str(minutes))
         return self.value("SELECT lock_code FROM tickets ORDER BY id DESC LIMIT 1")
 
+    def ticket_state(self, pin: str) -> str:
+        """The state of the latest ticket with this PIN, as the admin's pages know it (devices
+        see live tickets only)."""
+        return self.value("SELECT state FROM tickets WHERE lock_code = ? ORDER BY id DESC LIMIT 1", pin)
+
     def delivery(self, pin: str) -> tuple:
         """(status, last_message) of the latest delivery of the ticket with this PIN, or None."""
         return self.row(

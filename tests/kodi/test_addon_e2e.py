@@ -261,7 +261,7 @@ def test_a_ticket_pin_opens_its_profile_and_the_pad_comes_back_at_expiry(box, ko
     assert time.time() - expires < 40, "back to the PIN pad on time"
     settled_screenshot(kodi, ARTIFACTS / "addon-pinpad-after-expiry.png")
     wait_until("the server to show the ticket expired",
-               lambda: api_ticket(server, token, pin)["state"] == "expired", 30, interval=1)
+               lambda: server.ticket_state(pin) == "expired", 30, interval=1)
     agent_log = (box["tmp"] / "agent.log").read_text(errors="replace")
     assert "time is up: logging off" in agent_log, explain(box, kodi)
     assert box["agent"].process.poll() is None, "the agent still runs: " + explain(box, kodi)

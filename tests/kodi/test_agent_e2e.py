@@ -149,7 +149,7 @@ def wait_logged_off_at(system, kodi, ticket, pin):
                lambda: kodi.answers() and kids_md5(kodi) != md5(pin) and not kodi.logged_on(), 90, interval=1)
     wait_until("Kodi back after the re-lock", lambda: kodi.answers(), 60)
     assert kodi.load_profile("Kids", pin=pin) is False, "a used PIN never opens the profile again"
-    assert server_state(system, pin) == "expired"
+    assert system["server"].ticket_state(pin) == "expired"
 
 
 def warned(system, ticket_id) -> bool:
@@ -160,10 +160,6 @@ def warned(system, ticket_id) -> bool:
         return False
     session = state.get("sessions", {}).get(str(ticket_id)) or {}
     return bool(session.get("warned"))
-
-
-def server_state(system, pin):
-    return api_ticket(system["server"], system["token"], pin)["state"]
 
 
 def test_ticket_applied_used_reported_and_ended_by_an_agent_started_later(system, kodi):

@@ -9,7 +9,7 @@ in order.
 import pytest
 
 from kt_server import Server
-from test_agent_e2e import (NEW_PASSWORD, Agent, api_ticket, explain, kids_md5, md5,
+from test_agent_e2e import (NEW_PASSWORD, Agent, explain, kids_md5, md5,
                             use_ticket_and_wait_for_report, wait_logged_off_at, wait_until)
 from kodi_harness import RpcConnectionError, RpcError
 
@@ -76,7 +76,7 @@ def test_a_session_ends_even_with_kodis_control_services_switched_off(system, ko
     wait_until("Kodi's control services to close", lambda: not kodi.answers(timeout=1), 15)
 
     wait_until("the ticket to expire on the server",
-               lambda: api_ticket(system["server"], system["token"], pin)["state"] == "expired",
+               lambda: system["server"].ticket_state(pin) == "expired",
                120, interval=1)
     wait_until("the agent to restart Kodi and Kodi to show its login screen",
                lambda: kodi.answers(timeout=1) and kodi.logged_on() is False,
