@@ -5,9 +5,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Instant;
 
-use kodi_tickets_protocol::script::Run;
+use kodi_tickets_protocol::script::{self, Run};
+use kodi_tickets_protocol::times::{now, rfc3339};
 use kodi_tickets_protocol::DeliveryReport;
-use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use crate::config::Config;
@@ -23,11 +23,7 @@ pub async fn set_lock_code(
     let mut command = Command::new(&config.script);
     command
         .arg(format!("{profile}:{lock_code}"))
-        .env("KODI_USERDATA", &config.kodi_userdata)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .env("KODI_USERDATA", &config.kodi_userdata);
     if let Some((host, port)) = config.kodi_jsonrpc.rsplit_once(':') {
         command
             .env("KODI_JSONRPC_HOST", host)
@@ -39,29 +35,15 @@ pub async fn set_lock_code(
     if !config.kodi_start_command.is_empty() {
         command.env("KODI_START_CMD", &config.kodi_start_command);
     }
-    let result = match command.spawn() {
-        Err(e) => Err(format!("cannot run {}: {e}", config.script.display())),
-        Ok(child) => {
-            match tokio::time::timeout(config.script_timeout(), child.wait_with_output()).await {
-                Err(_) => Err(format!(
-                    "the Kodi script timed out after {} s",
-                    config.script_timeout
-                )),
-                Ok(Err(e)) => Err(format!("the Kodi script failed: {e}")),
-                Ok(Ok(output)) => Ok(output),
-            }
-        }
-    };
-    let command_line = format!("{} {profile}:****", config.script.display());
+    let shown = config.script.display().to_string();
+    let result = script::run_with_timeout(&mut command, config.script_timeout(), &shown).await;
+    let command_line = format!("{shown} {profile}:****");
     let run = Run::new(command_line, started.elapsed(), result, lock_code);
-    let at = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    append_log(&config.exec_log, &run.log_line(&at, label)).await;
+    append_log(&config.exec_log, &run.log_line(&rfc3339(now()), label)).await;
     run.report()
 }
 
-/// Stops and starts Kodi with the configured commands (`bash -c`, as the script runs them),
+/// Stops and starts Kodi with the configured commands (`sh -c`, as the script runs them),
 /// each within the script's timeout: whether that worked, and a line for the admin.
 pub async fn restart_kodi(config: &Config) -> (bool, String) {
     if config.kodi_stop_command.is_empty() || config.kodi_start_command.is_empty() {
@@ -81,9 +63,7 @@ pub async fn restart_kodi(config: &Config) -> (bool, String) {
         Ok(()) => (true, "Kodi restarted".to_owned()),
         Err(message) => (false, message),
     };
-    let at = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let at = rfc3339(now());
     let line = format!(
         "{at} restart-kodi ok={ok} {:.1}s {message}\n",
         started.elapsed().as_secs_f64()
@@ -92,18 +72,22 @@ pub async fn restart_kodi(config: &Config) -> (bool, String) {
     (ok, message)
 }
 
-/// Runs `command` with `bash -c`, its output discarded: a start command leaves Kodi running
-/// with whatever it inherited, and a pipe held open by Kodi would never end.
+/// Runs `command` with `sh -c` (LibreELEC has no bash), its output discarded: a start
+/// command leaves Kodi running with whatever it inherited, and a pipe held open by Kodi would
+/// never end.
+///
+/// NOTE: SIGPIPE is ignored for what the command starts, as systemd and the Kodi script do:
+/// Kodi 20.1 does not ignore it itself, and dies of it when a JSON-RPC client goes away.
 async fn run_command(config: &Config, command: &str) -> Result<(), String> {
-    let child = Command::new("bash")
+    let child = Command::new("sh")
         .arg("-c")
-        .arg(command)
+        .arg(format!("trap '' PIPE; {command}"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot run bash: {e}"))?;
+        .map_err(|e| format!("cannot run sh: {e}"))?;
     match tokio::time::timeout(config.script_timeout(), child.wait_with_output()).await {
         Err(_) => Err(format!("timed out after {} s", config.script_timeout)),
         Ok(Err(e)) => Err(e.to_string()),
@@ -113,18 +97,7 @@ async fn run_command(config: &Config, command: &str) -> Result<(), String> {
 }
 
 async fn append_log(path: &Path, line: &str) {
-    if let Some(dir) = path.parent() {
-        let _ = tokio::fs::create_dir_all(dir).await;
-    }
-    let written = async {
-        let mut file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .await?;
-        file.write_all(line.as_bytes()).await
-    };
-    if let Err(e) = written.await {
+    if let Err(e) = script::append_exec_log(path, line).await {
         tracing::error!("cannot write the execution log {}: {e}", path.display());
     }
 }

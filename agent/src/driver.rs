@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use crate::apply;
 use crate::config::Config;
 use crate::core::{
-    parse_time, rfc3339, Action, Core, Event, FoundTicket, Mode, PinTicket, ScriptJob,
+    parse_rfc3339, rfc3339, Action, Core, Event, FoundTicket, Mode, PinTicket, ScriptJob,
     ServerFailure,
 };
 use crate::kodi::{Kodi, KodiError, Observation};
@@ -32,9 +32,7 @@ const STATUS_EVERY: Duration = Duration::from_secs(60);
 const CLOSE_DIALOGS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The clock the core is given: Unix seconds.
-pub fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
+pub use kodi_tickets_protocol::times::now;
 
 pub struct Driver {
     config: Config,
@@ -168,7 +166,7 @@ impl Driver {
                     used_at: Some(rfc3339(used_at)),
                 };
                 let answer = match self.server.login(&request).await {
-                    Ok(answer) => Ok(parse_time(&answer.expires_at).unwrap_or_else(now)),
+                    Ok(answer) => Ok(parse_rfc3339(&answer.expires_at).unwrap_or_else(now)),
                     Err(e) => Err(failure(&e)),
                 };
                 Some(Event::LoginAnswered { ticket_id, answer })
@@ -184,7 +182,7 @@ impl Driver {
                     .ok()
                     .map(|t| FoundTicket {
                         id: t.id,
-                        expires_at: t.expires_at.as_deref().and_then(parse_time),
+                        expires_at: t.expires_at.as_deref().and_then(parse_rfc3339),
                     });
                 Some(Event::TicketLookedUp { ticket_id, found })
             }
@@ -303,7 +301,7 @@ impl Driver {
             profiles_xml::lock_code_hash(&self.config.profiles_xml(), &answer.profile).is_some();
         Ok(PinTicket {
             ticket_id,
-            expires_at: parse_time(&answer.expires_at).unwrap_or_else(now),
+            expires_at: parse_rfc3339(&answer.expires_at).unwrap_or_else(now),
             profile: answer.profile,
             known_to_kodi,
         })

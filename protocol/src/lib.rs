@@ -4,6 +4,7 @@
 
 pub mod bus;
 pub mod script;
+pub mod times;
 
 /// A profile name as Kodi compares it: case-insensitively, ASCII letters only (its
 /// `StringUtils::EqualsNoCase`), so "ÄRGER" and "ärger" are two profiles. The key that maps

@@ -2,14 +2,56 @@
 //! and the agent both run it: what its exit codes mean, what of its output is kept, and the
 //! line each run adds to the execution log.
 
-use std::process::Output;
+use std::path::Path;
+use std::process::{Output, Stdio};
 use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
 
 use crate::{DeliveryOutcome, DeliveryReport};
 
 /// Exit code with which the script says "a profile session is in use, try later"
 /// (EX_TEMPFAIL).
 pub const EXIT_BUSY: i32 = 75;
+
+/// Runs the Kodi script as `command` for at most `timeout`, its output captured: the output,
+/// or why there is none. `shown` names the command in that message.
+pub async fn run_with_timeout(
+    command: &mut Command,
+    timeout: Duration,
+    shown: &str,
+) -> Result<Output, String> {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Err(_) => Err(format!(
+            "the Kodi script timed out after {} s",
+            timeout.as_secs()
+        )),
+        Ok(Err(e)) => Err(format!("the Kodi script failed: {e}")),
+        Ok(Ok(output)) => Ok(output),
+    }
+}
+
+/// Appends `line` to the execution log at `path`, making its folder if needed.
+pub async fn append_exec_log(path: &Path, line: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await?
+        .write_all(line.as_bytes())
+        .await
+}
 
 /// How much of the script's output is kept, from its end.
 pub const OUTPUT_TAIL: usize = 600;

@@ -2,14 +2,11 @@
 //! ends tickets on the TVs it reaches itself (log-off, new lock code), recording every run in
 //! the execution log.
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kodi_tickets_protocol::script::{Run, EXIT_BUSY};
+use kodi_tickets_protocol::script::{self, Run, EXIT_BUSY};
 use rand::Rng;
 use rocket::fairing::AdHoc;
 use rocket::tokio::sync::Notify;
@@ -117,7 +114,7 @@ async fn run_job(pool: &db::Pool, config: &AppConfig, job: Job) {
     let run = run_script(config, target, &argument, &masked, &job.lock_code).await;
     let report = run.report();
     let label = format!("ticket={} delivery={}", job.ticket_id, job.id);
-    append_exec_log(&config.exec_log, &run.log_line(&rfc3339(db::now()), &label));
+    append_exec_log(&config.exec_log, &run.log_line(&rfc3339(db::now()), &label)).await;
     if let Err(e) = deliveries::finish(
         pool,
         job.id,
@@ -147,7 +144,8 @@ async fn run_end(pool: &db::Pool, config: &AppConfig, end: End) {
     append_exec_log(
         &config.exec_log,
         &log_off.log_line(&rfc3339(db::now()), &label),
-    );
+    )
+    .await;
     let (outcome, exit_code, message) = match end_outcome(&log_off) {
         EndOutcome::Done => relock(pool, config, &end, target, &label).await,
         not_yet => (not_yet, log_off.exit_code, log_off.report().message),
@@ -185,7 +183,7 @@ async fn relock(
     let masked = format!("{}:****", end.profile_name);
     let argument = format!("{}:{secret}", end.profile_name);
     let run = run_script(config, target, &argument, &masked, &secret).await;
-    append_exec_log(&config.exec_log, &run.log_line(&rfc3339(db::now()), label));
+    append_exec_log(&config.exec_log, &run.log_line(&rfc3339(db::now()), label)).await;
     let outcome = end_outcome(&run);
     let message = match outcome {
         EndOutcome::Done => "logged off; the profile has a new secret lock code".to_owned(),
@@ -296,49 +294,19 @@ async fn run_words(
     lock_code: &str,
 ) -> Run {
     let started = Instant::now();
-    let (mut command, command_line) = match command_for(config, target, words, shown) {
-        Ok(c) => c,
-        Err(problem) => {
-            return Run::new(shown.to_owned(), started.elapsed(), Err(problem), lock_code)
+    let finished = match command_for(config, target, words, shown) {
+        Ok((mut command, command_line)) => {
+            let timeout = Duration::from_secs(config.delivery_timeout);
+            let output = script::run_with_timeout(&mut command, timeout, &command_line).await;
+            return Run::new(command_line, started.elapsed(), output, lock_code);
         }
+        Err(problem) => Err(problem),
     };
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn();
-    let finished = match child {
-        Err(e) => Err(format!("cannot run {command_line}: {e}")),
-        Ok(child) => {
-            match time::timeout(
-                Duration::from_secs(config.delivery_timeout),
-                child.wait_with_output(),
-            )
-            .await
-            {
-                Err(_) => Err(format!(
-                    "the Kodi script timed out after {} s",
-                    config.delivery_timeout
-                )),
-                Ok(Err(e)) => Err(format!("the Kodi script failed: {e}")),
-                Ok(Ok(output)) => Ok(output),
-            }
-        }
-    };
-    Run::new(command_line, started.elapsed(), finished, lock_code)
+    Run::new(shown.to_owned(), started.elapsed(), finished, lock_code)
 }
 
-fn append_exec_log(path: &Path, line: &str) {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let written = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(line.as_bytes()));
-    if let Err(e) = written {
+async fn append_exec_log(path: &Path, line: &str) {
+    if let Err(e) = script::append_exec_log(path, line).await {
         tracing::error!("cannot write the execution log {}: {e}", path.display());
     }
 }

@@ -11,7 +11,7 @@
 use kodi_tickets_protocol::bus::{ToAddon, Warning};
 use kodi_tickets_protocol::ForcedRestart;
 
-use super::{parse_time, rfc3339, Action, Core};
+use super::{parse_rfc3339, rfc3339, Action, Core};
 use crate::state::{key, Session};
 
 /// Minutes before the end at which the TV shows how long is left.
@@ -78,7 +78,7 @@ impl Core {
         expires_at: &str,
         out: &mut Vec<Action>,
     ) {
-        let Some(expires_at) = parse_time(expires_at) else {
+        let Some(expires_at) = parse_rfc3339(expires_at) else {
             tracing::warn!("session {ticket_id}: unreadable expiry {expires_at:?}");
             return;
         };

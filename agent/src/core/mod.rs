@@ -20,6 +20,7 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet};
 
 use kodi_tickets_protocol::bus::{FromAddon, Refusal, ToAddon};
+pub use kodi_tickets_protocol::times::{parse_rfc3339, rfc3339};
 use kodi_tickets_protocol::{AgentEvent, DeliveryReport, ForcedRestart};
 
 use crate::kodi::{Observation, SessionState};
@@ -332,24 +333,6 @@ impl Core {
                 .iter()
                 .any(|u| key(&u.profile) == profile)
     }
-}
-
-/// `unix` as RFC 3339 (UTC), as the server and the add-on read times.
-pub fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
-/// An RFC 3339 time as Unix seconds.
-pub fn parse_time(text: &str) -> Option<i64> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp())
 }
 
 /// The PIN pad's answer to a PIN the server did not accept.

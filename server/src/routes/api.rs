@@ -1,5 +1,6 @@
 //! The API for the Kodi side. Every call needs a device token; every error is JSON.
 
+use kodi_tickets_protocol::times::parse_rfc3339;
 use kodi_tickets_protocol::{Health, LoginResponse, Ticket as TicketJson, TicketState};
 use rocket::data::{Data, Limits, ToByteUnit};
 use rocket::http::Status;
@@ -61,15 +62,11 @@ pub fn parse_login(body: &str, now: i64) -> Result<Login> {
     let used_at = match object.get("used_at") {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) => {
-            let at =
-                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-                    .map_err(|_| {
-                        Error::BadRequest(
-                            "used_at must be an RFC 3339 time, e.g. \"2026-11-27T16:00:00Z\""
-                                .into(),
-                        )
-                    })?
-                    .unix_timestamp();
+            let at = parse_rfc3339(text).ok_or_else(|| {
+                Error::BadRequest(
+                    "used_at must be an RFC 3339 time, e.g. \"2026-11-27T16:00:00Z\"".into(),
+                )
+            })?;
             if at > now.saturating_add(CLOCK_SKEW_SECS) {
                 return Err(Error::BadRequest("used_at is in the future".into()));
             }
