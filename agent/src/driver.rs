@@ -156,6 +156,13 @@ impl Driver {
                 }
                 None
             }
+            Action::AcknowledgeWithdrawal { ticket_id } => {
+                if let Err(e) = self.server.acknowledge_withdrawal(ticket_id).await {
+                    // Sent again on the next connect; dealing with it twice is harmless.
+                    tracing::warn!("deleted ticket {ticket_id} not acknowledged yet: {e}");
+                }
+                None
+            }
             Action::ReportLogin {
                 ticket_id,
                 lock_code,

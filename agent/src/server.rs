@@ -105,6 +105,18 @@ impl ServerClient {
         Self::check(response).await.map(drop)
     }
 
+    /// Tells the server a deleted ticket is dealt with on this box.
+    pub async fn acknowledge_withdrawal(&self, ticket_id: i64) -> Result<(), ServerError> {
+        let response = self
+            .http
+            .post(self.url(&format!("/api/agent/withdrawals/{ticket_id}")))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await?;
+        Self::check(response).await.map(drop)
+    }
+
     pub async fn status(&self, status: &AgentStatus) -> Result<(), ServerError> {
         let response = self
             .http

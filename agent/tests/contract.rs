@@ -340,3 +340,51 @@ async fn an_unreachable_server_is_reported_as_unavailable() {
         Err(ServerError::Unavailable(_))
     ));
 }
+
+#[tokio::test]
+async fn a_deleted_ticket_is_withdrawn_from_the_agent_until_it_acknowledges() {
+    let server = start_server().await;
+    let (token, device, profile) = server.device_with_profile().await;
+    let client = ServerClient::new(&server.url, &token).unwrap();
+    let (ticket, _) = server.ticket(profile, 30).await;
+    let mut events = Box::pin(client.events().await.unwrap());
+    let AgentEvent::Arm { delivery_id, .. } = next_event(&mut events).await else {
+        panic!("expected an arm event")
+    };
+    let applied = DeliveryReport {
+        outcome: DeliveryOutcome::Applied,
+        exit_code: Some(0),
+        message: "applied to Kodi".into(),
+    };
+    client.report(delivery_id, &applied).await.unwrap();
+
+    assert!(db::tickets::delete(&server.pool, ticket).await.unwrap());
+    server.waker.wake(Some(device));
+    assert_eq!(
+        next_event(&mut events).await,
+        AgentEvent::Withdrawn {
+            ticket_id: ticket,
+            profile: "Kids".into()
+        }
+    );
+    // Not acknowledged: sent again after a reconnect.
+    drop(events);
+    let mut events = Box::pin(client.events().await.unwrap());
+    assert!(matches!(
+        next_event(&mut events).await,
+        AgentEvent::Withdrawn { ticket_id, .. } if ticket_id == ticket
+    ));
+    client.acknowledge_withdrawal(ticket).await.unwrap();
+    assert!(matches!(
+        client.acknowledge_withdrawal(ticket).await,
+        Err(ServerError::Refused { status: 404, .. })
+    ));
+    // Acknowledged: the next connect starts with the next ticket, not the deleted one.
+    drop(events);
+    let (next, _) = server.ticket(profile, 15).await;
+    let mut events = Box::pin(client.events().await.unwrap());
+    assert!(matches!(
+        next_event(&mut events).await,
+        AgentEvent::Arm { ticket_id, .. } if ticket_id == next
+    ));
+}

@@ -146,6 +146,15 @@ pub enum AgentEvent {
         /// When the session ends (RFC 3339, UTC).
         expires_at: String,
     },
+    /// A ticket of one of this box's profiles was deleted while its PIN was armed, waiting
+    /// or running: its PIN must stop opening the profile and its session ends now. Sent
+    /// until acknowledged with `POST /api/agent/withdrawals/<ticket_id>`.
+    Withdrawn {
+        /// The deleted ticket.
+        ticket_id: i64,
+        /// The Kodi profile's name.
+        profile: String,
+    },
 }
 
 /// How applying a PIN went, as the agent reports it.

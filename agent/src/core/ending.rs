@@ -113,6 +113,36 @@ impl Core {
         self.end_sessions(now, out);
     }
 
+    /// A ticket deleted on the server: a waiting one is dropped, an armed one's PIN is
+    /// replaced (by the next waiting ticket's, or a secret), a running one ends now.
+    pub(super) fn on_withdrawn(
+        &mut self,
+        now: i64,
+        ticket_id: i64,
+        profile: &str,
+        out: &mut Vec<Action>,
+    ) {
+        let profile = key(profile);
+        self.ticket_profiles.insert(profile.clone());
+        self.state.queued.retain(|a| a.ticket_id != ticket_id);
+        if self
+            .state
+            .armed
+            .get(&profile)
+            .is_some_and(|a| a.ticket_id == ticket_id)
+        {
+            self.state.armed.remove(&profile);
+            self.state.relock.insert(profile);
+        }
+        if let Some(session) = self.state.sessions.get_mut(&ticket_id) {
+            session.expires_at = session.expires_at.min(now);
+        }
+        out.push(Action::SaveState);
+        out.push(Action::AcknowledgeWithdrawal { ticket_id });
+        self.end_sessions(now, out);
+        self.arm_waiting(out);
+    }
+
     /// Shows "N minutes left" once per step as the logged-in profile's session nears its end.
     pub(super) fn warn_sessions(&mut self, now: i64, out: &mut Vec<Action>) {
         let Some(current) = self.logged_on_profile() else {

@@ -103,6 +103,8 @@ pub enum Action {
     RestartKodi { profile: String },
     /// Send the server this box's status now (it includes [`Core::forced_restart`]).
     SendStatus,
+    /// Tell the server a deleted ticket is dealt with.
+    AcknowledgeWithdrawal { ticket_id: i64 },
 }
 
 /// What a run of the Kodi script is for.
@@ -233,6 +235,9 @@ impl Core {
                 profile,
                 expires_at,
             }) => self.on_session(now, ticket_id, profile, &expires_at, &mut out),
+            Event::Server(AgentEvent::Withdrawn { ticket_id, profile }) => {
+                self.on_withdrawn(now, ticket_id, &profile, &mut out)
+            }
             Event::Kodi(observation) => self.on_observation(now, observation, &mut out),
             Event::Addon(request) => self.on_addon(now, request, &mut out),
             Event::ScriptDone { job, report } => self.on_script_done(job, report, &mut out),

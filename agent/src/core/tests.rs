@@ -409,6 +409,84 @@ fn more_minutes_warn_again_near_the_new_end() {
     assert!(actions.contains(&Action::Notify("5 minutes left".into())));
 }
 
+fn withdrawn(ticket_id: i64) -> Event {
+    Event::Server(AgentEvent::Withdrawn {
+        ticket_id,
+        profile: "Kids".into(),
+    })
+}
+
+fn acknowledged(actions: &[Action], ticket_id: i64) -> bool {
+    actions.contains(&Action::AcknowledgeWithdrawal { ticket_id })
+}
+
+#[test]
+fn a_deleted_armed_ticket_gets_a_secret_at_once_and_is_acknowledged() {
+    let mut core = armed();
+    let actions = core.handle(T0 + 5, withdrawn(1));
+    assert!(acknowledged(&actions, 1), "{actions:?}");
+    assert_eq!(
+        scripts(&actions),
+        [&relock_kids()],
+        "its PIN must stop opening Kids"
+    );
+    assert!(core.state().armed.is_empty());
+}
+
+#[test]
+fn a_deleted_armed_ticket_makes_way_for_the_next_one() {
+    let mut core = armed();
+    core.handle(T0 + 1, arm_event(2));
+    assert_eq!(
+        core.state().queued,
+        [arm(2)],
+        "one armed ticket per profile"
+    );
+    let actions = core.handle(T0 + 5, withdrawn(1));
+    assert_eq!(scripts(&actions), [&ScriptJob::Arm(arm(2))], "{actions:?}");
+    let actions = core.handle(
+        T0 + 9,
+        script_done(ScriptJob::Arm(arm(2)), DeliveryOutcome::Applied),
+    );
+    assert!(
+        scripts(&actions).is_empty(),
+        "no secret over the new PIN: {actions:?}"
+    );
+    assert_eq!(core.state().armed.get("kids"), Some(&arm(2)));
+    assert!(core.state().relock.is_empty());
+}
+
+#[test]
+fn a_deleted_waiting_ticket_is_dropped() {
+    let mut core = armed();
+    core.handle(T0 + 1, arm_event(2));
+    let actions = core.handle(T0 + 5, withdrawn(2));
+    assert!(acknowledged(&actions, 2));
+    assert!(core.state().queued.is_empty());
+    assert_eq!(
+        core.state().armed.get("kids"),
+        Some(&arm(1)),
+        "the armed one stays"
+    );
+}
+
+#[test]
+fn a_deleted_running_ticket_ends_its_session_now() {
+    let mut core = running();
+    let actions = core.handle(T0 + 60, withdrawn(1));
+    assert!(acknowledged(&actions, 1));
+    assert_eq!(count(&actions, &log_off_kids()), 1, "{actions:?}");
+}
+
+#[test]
+fn a_deletion_this_box_knows_nothing_of_is_only_acknowledged() {
+    let mut core = native();
+    core.handle(T0, login_screen());
+    let actions = core.handle(T0 + 5, withdrawn(7));
+    assert!(acknowledged(&actions, 7));
+    assert!(scripts(&actions).is_empty() && count(&actions, &log_off_kids()) == 0);
+}
+
 // ---- the end of a session -----------------------------------------------------------------
 
 #[test]

@@ -7,6 +7,7 @@ pub mod profiles;
 pub mod sessions;
 pub mod ticket_ends;
 pub mod tickets;
+pub mod withdrawals;
 
 use rocket::fairing::{self, AdHoc};
 use rocket::{Build, Rocket};

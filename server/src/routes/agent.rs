@@ -10,14 +10,14 @@ use rocket::tokio::{self, time};
 use rocket::{get, post, routes, Route, Shutdown, State};
 
 use crate::auth::Device;
-use crate::db::{self, deliveries, devices, tickets, Db};
+use crate::db::{self, deliveries, devices, tickets, withdrawals, Db};
 use crate::delivery::Waker;
 use crate::error::{Error, Result};
 use crate::presence::Presence;
 use crate::views::rfc3339;
 
 pub fn routes() -> Vec<Route> {
-    routes![events, report, status]
+    routes![events, report, withdrawn, status]
 }
 
 /// How often an open stream re-checks its device (revocation, sessions) without a change.
@@ -39,6 +39,7 @@ fn events(
     let mut online = presence.connect(device.id);
     EventStream! {
         let mut sent_deliveries = HashSet::new();
+        let mut sent_withdrawals = HashSet::new();
         let mut sent_sessions: HashMap<i64, i64> = HashMap::new();
         loop {
             match devices::is_live(&pool, device.id).await {
@@ -68,6 +69,21 @@ fn events(
                     })
                     .event("arm");
                 }
+            }
+            match withdrawals::for_device(&pool, device.id).await {
+                Ok(withdrawn) => {
+                    sent_withdrawals.retain(|id| withdrawn.iter().any(|w| w.ticket_id == *id));
+                    for w in withdrawn {
+                        if sent_withdrawals.insert(w.ticket_id) {
+                            yield Event::json(&AgentEvent::Withdrawn {
+                                ticket_id: w.ticket_id,
+                                profile: w.profile_name,
+                            })
+                            .event("withdrawn");
+                        }
+                    }
+                }
+                Err(e) => tracing::error!("agent stream: {e}"),
             }
             let now = db::now();
             for s in tickets::sessions_for_device(&pool, device.id, now, ENDED_GRACE_SECS)
@@ -124,6 +140,17 @@ async fn report(
         ));
     }
     waker.wake(Some(device.id));
+    Ok(Json(serde_json::json!({ "ok": true })))
+}
+
+/// The agent has dealt with a deleted ticket (`withdrawn` event).
+#[post("/agent/withdrawals/<ticket_id>")]
+async fn withdrawn(device: Device, ticket_id: i64, db: &Db) -> Result<Json<serde_json::Value>> {
+    if !withdrawals::acknowledge(db, ticket_id, device.id).await? {
+        return Err(Error::NotFoundMessage(
+            "no such deleted ticket for this device".into(),
+        ));
+    }
     Ok(Json(serde_json::json!({ "ok": true })))
 }
 
