@@ -1,6 +1,7 @@
 //! Admin accounts.
 
 use super::{now, Pool};
+use crate::error::Error;
 use crate::password;
 
 /// The documented first-start login; the admin must change it before anything else.
@@ -34,7 +35,7 @@ pub async fn find(pool: &Pool, id: i64) -> Result<Option<Admin>, sqlx::Error> {
 }
 
 /// Creates `admin`/`admin123` when there is no admin at all (first start).
-pub async fn ensure_default(pool: &Pool) -> Result<(), sqlx::Error> {
+pub async fn ensure_default(pool: &Pool) -> Result<(), Error> {
     let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM admins")
         .fetch_one(pool)
         .await?;
@@ -43,7 +44,7 @@ pub async fn ensure_default(pool: &Pool) -> Result<(), sqlx::Error> {
     }
     let hash = password::hash(DEFAULT_PASSWORD.to_owned())
         .await
-        .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        .map_err(|e| Error::Internal(format!("cannot hash the default password: {e}")))?;
     let t = now();
     let inserted = sqlx::query(
         "INSERT OR IGNORE INTO admins (username, password_hash, must_change_password, created_at, updated_at)

@@ -13,6 +13,8 @@ use rocket::fairing::{self, AdHoc};
 use rocket::{Build, Rocket};
 use rocket_db_pools::Database;
 
+use crate::error::Error;
+
 pub use sqlx::SqlitePool as Pool;
 
 #[derive(Database)]
@@ -53,7 +55,7 @@ const PREPARE_FIRST_PAUSE_MS: u64 = 50;
 /// already exists") or runs out of SQLite's busy timeout. Each migration is one transaction, so
 /// such a failure leaves nothing behind, and the next attempt finds the winner's work done:
 /// preparing is retried a few times before the error counts.
-pub async fn prepare(pool: &Pool) -> Result<(), sqlx::Error> {
+pub async fn prepare(pool: &Pool) -> Result<(), Error> {
     let mut pause = std::time::Duration::from_millis(PREPARE_FIRST_PAUSE_MS);
     let mut attempt = 1;
     loop {
@@ -70,12 +72,12 @@ pub async fn prepare(pool: &Pool) -> Result<(), sqlx::Error> {
     }
 }
 
-async fn prepare_once(pool: &Pool) -> Result<(), sqlx::Error> {
+async fn prepare_once(pool: &Pool) -> Result<(), Error> {
     // NOTE: WAL lets pages read while a ticket is being written; it persists in the file.
     sqlx::query("PRAGMA journal_mode = WAL")
         .execute(pool)
         .await?;
-    MIGRATOR.run(pool).await?;
+    MIGRATOR.run(pool).await.map_err(sqlx::Error::from)?;
     admins::ensure_default(pool).await
 }
 
