@@ -326,19 +326,42 @@ async fn tickets_show_green_then_red_with_minutes_left() {
     let pin = s.create_ticket(kids, 30).await;
     let (_, body) = s.page(&format!("/profiles/{kids}")).await;
     assert!(
-        body.contains(r#"<tr class="table-success" data-state="unused">"#),
+        body.contains(r#"<td class="pin" data-label="PIN">"#) && body.contains(&pin),
         "{body}"
     );
-    assert!(body.contains(&format!(r#"<td class="pin">{pin}</td>"#)));
+    // Green only once the PIN works on the TV.
+    s.eventually("the PIN applied", |s| {
+        s.applied().contains(&format!("Kids:{pin}"))
+    })
+    .await;
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = s.page(&format!("/profiles/{kids}")).await.1;
+        if body.contains(r#"data-status="ready""#) {
+            break;
+        }
+        rocket::tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        body.contains(r#"class="table-success""#) && body.contains("Ready on TV"),
+        "{body}"
+    );
 
     s.api_login(&token, &format!(r#"{{"lock_code":"{pin}"}}"#))
         .await;
     let (_, body) = s.page(&format!("/profiles/{kids}")).await;
     assert!(
-        body.contains(r#"<tr class="table-danger" data-state="in_use">"#),
+        body.contains(r#"class="table-danger""#)
+            && body.contains(r#"data-state="in_use" data-status="in_use""#),
         "{body}"
     );
     assert!(body.contains("30 min left"), "{body}");
+    // The end in the browser's time zone by script, in UTC without it.
+    assert!(body.contains("In use until <time datetime=\""), "{body}");
+    assert!(
+        !body.contains("Ready on TV"),
+        "a used PIN is no longer ready"
+    );
 
     // Time runs out: the row turns grey and the PIN is free again.
     sqlx::query(
@@ -350,6 +373,60 @@ async fn tickets_show_green_then_red_with_minutes_left() {
     let (_, body) = s.page(&format!("/profiles/{kids}")).await;
     assert!(body.contains(r#"data-state="expired""#), "{body}");
     assert!(body.contains("table-secondary"));
+    assert!(body.contains("(time up)"), "{body}");
+    assert!(!body.contains("+15 min"), "no actions of a running ticket");
+}
+
+#[rocket::async_test]
+async fn a_pin_for_an_offline_box_says_it_waits_and_the_page_warns() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    s.device_token("Living room").await;
+    let device: i64 = sqlx::query_scalar("SELECT id FROM devices")
+        .fetch_one(&s.pool())
+        .await
+        .unwrap();
+    let (_, form) = s.page("/profiles/new").await;
+    assert!(
+        form.contains("Its agent on the box sets each PIN"),
+        "{form}"
+    );
+    assert!(form.contains("Only when Kodi runs on the same machine as this server"));
+    assert!(
+        !form.contains("checked"),
+        "nothing is chosen for the admin: {form}"
+    );
+    let res = s
+        .post_form(
+            "/profiles",
+            &[("name", "Kids"), ("device", &device.to_string())],
+        )
+        .await;
+    let kids: i64 = location(&res).unwrap()["/profiles/".len()..]
+        .parse()
+        .unwrap();
+    let res = s
+        .post_form(&format!("/profiles/{kids}/tickets"), &[("length", "1440")])
+        .await;
+    let flash = res.cookies().get("_flash").unwrap().value().to_owned();
+    assert!(
+        flash.contains("is being set on the TV for “Kids”") && flash.contains("(24 h 00 min)"),
+        "{flash}"
+    );
+    let (_, body) = s.page(&format!("/profiles/{kids}")).await;
+    assert!(body.contains("“Living room” is offline"), "{body}");
+    assert!(
+        body.contains(r#"class="table-warning""#),
+        "not green: {body}"
+    );
+    assert!(
+        body.contains("Waiting for the TV (it is offline)"),
+        "{body}"
+    );
+    assert!(
+        body.contains("24 h 00 min"),
+        "a day is written in hours: {body}"
+    );
 }
 
 #[rocket::async_test]
@@ -377,7 +454,7 @@ async fn live_tickets_are_all_shown_and_ended_ones_a_page_at_a_time() {
             return Vec::new();
         };
         let part = &body[start..start + body[start..].find("</tbody>").unwrap()];
-        part.split(r#"<td class="pin">"#)
+        part.split(r#"<td class="pin" data-label="PIN">"#)
             .skip(1)
             .map(|rest| rest[..4].to_string())
             .collect()

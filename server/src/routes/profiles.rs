@@ -2,16 +2,19 @@
 
 use rocket::form::FromForm;
 use rocket::response::{Flash, Redirect};
-use rocket::{get, post, routes, uri, Route};
+use rocket::{get, post, routes, uri, Route, State};
 use rocket_dyn_templates::Template;
 use serde::Serialize;
 
 use crate::auth::{Admin, CsrfForm, CsrfProtected};
+use crate::config::AppConfig;
+use crate::db::devices::Device;
 use crate::db::profiles::{self, Profile, ProfileSummary, Update};
 use crate::db::{self, tickets, Db};
 use crate::error::{Error, Result};
+use crate::presence::Presence;
 use crate::validate;
-use crate::views::{render, Chrome, TicketRow};
+use crate::views::{render, Chrome, Reach, TicketRow};
 
 pub fn routes() -> Vec<Route> {
     routes![
@@ -49,21 +52,43 @@ struct FormPage {
     devices: Vec<DeviceChoice>,
 }
 
-/// A Kodi box the profile can live on, for the form's select.
+/// A Kodi box the profile can live on, for the form's choice, with how PINs reach it.
 #[derive(Serialize)]
 struct DeviceChoice {
     id: i64,
     name: String,
+    how: String,
     selected: bool,
 }
 
-async fn device_choices(db: &Db, current: Option<i64>) -> Result<Vec<DeviceChoice>> {
+/// How PINs reach a box's profiles, in one sentence.
+fn how_pins_reach(device: &Device, online: bool) -> String {
+    match device.delivery.as_str() {
+        "agent" => format!(
+            "Its agent on the box sets each PIN and ends sessions on time (it is {} now).",
+            if online { "online" } else { "offline" }
+        ),
+        "ssh" => format!(
+            "This server logs in to it by SSH ({}) and sets each PIN; sessions are not ended.",
+            device.ssh_host.as_deref().unwrap_or("no host set yet")
+        ),
+        _ => "This server runs the Kodi script on its own machine for it (the box must be this machine)."
+            .into(),
+    }
+}
+
+async fn device_choices(
+    db: &Db,
+    presence: &Presence,
+    current: Option<i64>,
+) -> Result<Vec<DeviceChoice>> {
     Ok(db::devices::list(db)
         .await?
         .into_iter()
         .filter(|d| d.revoked_at.is_none() || Some(d.id) == current)
         .map(|d| DeviceChoice {
             selected: Some(d.id) == current,
+            how: how_pins_reach(&d, presence.is_online(d.id)),
             id: d.id,
             name: d.name,
         })
@@ -87,11 +112,16 @@ async fn chosen_device(db: &Db, raw: &str) -> Result<std::result::Result<Option<
 }
 
 #[get("/profiles/new")]
-pub async fn new_page(_admin: Admin, db: &Db, chrome: Chrome) -> Result<Template> {
+pub async fn new_page(
+    _admin: Admin,
+    db: &Db,
+    presence: &State<Presence>,
+    chrome: Chrome,
+) -> Result<Template> {
     let page = FormPage {
         profile: None,
         max_chars: validate::NAME_MAX_CHARS,
-        devices: device_choices(db, None).await?,
+        devices: device_choices(db, presence, None).await?,
     };
     Ok(render("profiles/form", "New profile", chrome, page))
 }
@@ -151,6 +181,8 @@ struct ShowPage {
     history: History,
     /// The PIN that opens the profile on the TV now, if an unused ticket's is armed.
     armed: Option<String>,
+    /// Why PINs cannot reach the profile's Kodi now, if they cannot.
+    warning: Option<String>,
 }
 
 /// Where the shown page of ended tickets lies among all of them.
@@ -188,28 +220,101 @@ impl History {
     }
 }
 
+/// How the profile's PINs reach its TV, and a warning when they cannot.
+pub async fn reach_of(
+    db: &Db,
+    presence: &Presence,
+    config: &AppConfig,
+    profile: &Profile,
+) -> Result<(Reach, Option<String>)> {
+    // NOTE: Kodi holds the lock code applied last; it is a ticket's PIN while that ticket is
+    // unused.
+    let armed = tickets::last_applied(db, profile.id)
+        .await?
+        .filter(|t| t.state_at(db::now()) == kodi_tickets_protocol::TicketState::Unused)
+        .map(|t| t.id);
+    let Some(device_id) = profile.device_id else {
+        let warning = (!config.kodi_script.is_file()).then(|| {
+            format!(
+                "PINs cannot reach a Kodi: this server has no Kodi script at {}. \
+                 If Kodi runs on another machine, choose its box under Edit.",
+                config.kodi_script.display()
+            )
+        });
+        return Ok((
+            Reach {
+                armed,
+                tv_offline: false,
+            },
+            warning,
+        ));
+    };
+    let device = db::devices::list(db)
+        .await?
+        .into_iter()
+        .find(|d| d.id == device_id)
+        .ok_or(Error::NotFound)?;
+    let online = presence.is_online(device_id);
+    let by_agent = device.delivery == "agent";
+    let name = &device.name;
+    let warning = if device.revoked_at.is_some() {
+        Some(format!(
+            "PINs cannot reach “{name}”: its access was revoked. Choose another box under Edit."
+        ))
+    } else if by_agent && !online {
+        Some(format!(
+            "“{name}” is offline: its agent is not connected, so new PINs wait until it is."
+        ))
+    } else if device.delivery == "ssh"
+        && (device.ssh_host.is_none() || device.ssh_key_path.is_none())
+    {
+        Some(format!(
+            "PINs cannot reach “{name}”: its SSH settings are incomplete (Devices page)."
+        ))
+    } else if device.kodi_reachable == Some(false) {
+        Some(format!(
+            "Kodi on “{name}” does not answer its agent: PINs cannot be set until it does."
+        ))
+    } else if device.master_lock == Some(false) {
+        Some(format!("Kodi on “{name}” has no master lock, so it does not ask for PINs. Set one in Kodi's profile settings."))
+    } else {
+        None
+    };
+    Ok((
+        Reach {
+            armed,
+            tv_offline: by_agent && !online,
+        },
+        warning,
+    ))
+}
+
 #[get("/profiles/<id>?<page>")]
 pub async fn show(
     _admin: Admin,
     id: i64,
     page: Option<i64>,
     db: &Db,
+    presence: &State<Presence>,
+    config: &State<AppConfig>,
     chrome: Chrome,
 ) -> Result<Template> {
     let profile = profiles::find(db, id).await?.ok_or(Error::NotFound)?;
     let now = db::now();
     let history = History::new(tickets::count_ended_for_profile(db, id).await?, page);
+    let (reach, warning) = reach_of(db, presence, config, &profile).await?;
     let rows = |tickets: Vec<tickets::Ticket>| -> Vec<TicketRow> {
-        tickets.iter().map(|t| TicketRow::new(t, now)).collect()
+        tickets
+            .iter()
+            .map(|t| TicketRow::new(t, now, reach))
+            .collect()
     };
     let live = rows(tickets::live_for_profile(db, id).await?);
+    let armed = live
+        .iter()
+        .find(|t| Some(t.id) == reach.armed)
+        .map(|t| t.lock_code.clone());
     let ended = rows(tickets::ended_for_profile(db, id, ENDED_PER_PAGE, history.offset()).await?);
-    // NOTE: Kodi holds the lock code applied last; it is a ticket's PIN while that ticket is
-    // unused.
-    let armed = tickets::last_applied(db, id)
-        .await?
-        .filter(|t| t.state_at(now) == kodi_tickets_protocol::TicketState::Unused)
-        .map(|t| t.lock_code);
     let title = profile.name.clone();
     Ok(render(
         "profiles/show",
@@ -221,15 +326,22 @@ pub async fn show(
             ended,
             history,
             armed,
+            warning,
         },
     ))
 }
 
 #[get("/profiles/<id>/edit")]
-pub async fn edit_page(_admin: Admin, id: i64, db: &Db, chrome: Chrome) -> Result<Template> {
+pub async fn edit_page(
+    _admin: Admin,
+    id: i64,
+    db: &Db,
+    presence: &State<Presence>,
+    chrome: Chrome,
+) -> Result<Template> {
     let profile = profiles::find(db, id).await?.ok_or(Error::NotFound)?;
     let page = FormPage {
-        devices: device_choices(db, profile.device_id).await?,
+        devices: device_choices(db, presence, profile.device_id).await?,
         profile: Some(profile),
         max_chars: validate::NAME_MAX_CHARS,
     };
@@ -267,9 +379,22 @@ pub async fn update(
 #[get("/profiles/<id>/delete")]
 pub async fn delete_page(_admin: Admin, id: i64, db: &Db, chrome: Chrome) -> Result<Template> {
     let profile = profiles::find(db, id).await?.ok_or(Error::NotFound)?;
+    let now = db::now();
+    let watching = tickets::live_for_profile(db, id)
+        .await?
+        .iter()
+        .any(|t| t.state_at(now) == kodi_tickets_protocol::TicketState::InUse);
     let page = super::Confirm {
         question: format!("Delete the profile “{}” and all its tickets?", profile.name),
-        detail: "Kodi keeps its own profile; only the tickets here are gone.".into(),
+        detail: if watching {
+            format!(
+                "Someone is watching “{}” right now. Kodi keeps its own profile; only the \
+                 tickets here are gone.",
+                profile.name
+            )
+        } else {
+            "Kodi keeps its own profile; only the tickets here are gone.".into()
+        },
         action: uri!(delete(id)).to_string(),
         button: "Delete profile".into(),
         cancel: uri!(show(id, _)).to_string(),
