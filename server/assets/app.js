@@ -1,4 +1,5 @@
-// Writes the page's times in the browser's time zone and counts down running tickets.
+// Writes the page's times in the browser's time zone, counts down running tickets and keeps
+// the page's live parts ([data-live] with an id) up to date from the server's event stream.
 (function () {
   "use strict";
 
@@ -34,7 +35,66 @@
     });
   }
 
+  // Re-reads this page and swaps in its live parts. One read at a time; changes that come
+  // during a read make one more read after it.
+  var reading = false;
+  var again = false;
+  function refresh() {
+    if (reading) {
+      again = true;
+      return;
+    }
+    reading = true;
+    fetch(location.href, { credentials: "same-origin", cache: "no-store" })
+      .then(function (response) {
+        if (response.redirected && new URL(response.url).pathname === "/login") {
+          location.assign(response.url);
+          return null;
+        }
+        return response.ok ? response.text() : null;
+      })
+      .then(function (html) {
+        if (html === null) return;
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        document.querySelectorAll("[data-live][id]").forEach(function (old) {
+          var now = fresh.getElementById(old.id);
+          if (now) old.replaceWith(now);
+        });
+        localTimes(document);
+        tick();
+        document.documentElement.setAttribute("data-refreshed", String(Date.now()));
+      })
+      .catch(function () {})
+      .then(function () {
+        reading = false;
+        if (again) {
+          again = false;
+          refresh();
+        }
+      });
+  }
+
+  // One stream per open page; the browser reconnects it by itself, and a page that was cut
+  // off reads itself again once back, for what it missed.
+  function listen() {
+    if (!window.EventSource || !document.querySelector("[data-live][id]")) return;
+    var stream = new EventSource("/events");
+    var cutOff = false;
+    stream.addEventListener("ready", function () {
+      document.documentElement.setAttribute("data-live-stream", "open");
+      if (cutOff) refresh();
+      cutOff = false;
+    });
+    stream.addEventListener("change", refresh);
+    stream.addEventListener("error", function () {
+      cutOff = true;
+      document.documentElement.setAttribute("data-live-stream", "reconnecting");
+    });
+    window.addEventListener("pagehide", function () { stream.close(); });
+  }
+
   localTimes(document);
   tick();
   setInterval(tick, 1000);
+  listen();
 })();

@@ -669,3 +669,104 @@ async fn every_page_carries_security_headers_and_styles_from_this_server() {
         "pinned version"
     );
 }
+
+/// Reads a page's event stream until `needle` arrives (or the stream ends: `false`).
+async fn read_until(
+    stream: &mut rocket::local::asynchronous::LocalResponse<'_>,
+    seen: &mut String,
+    needle: &str,
+) -> bool {
+    use rocket::tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let read = async {
+        while !seen.contains(needle) {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        true
+    };
+    // A guard against a hang, not a measure of speed.
+    rocket::tokio::time::timeout(std::time::Duration::from_secs(20), read)
+        .await
+        .expect("the stream neither sent it nor ended")
+}
+
+#[rocket::async_test]
+async fn an_open_page_hears_a_pin_used_and_its_stream_ends_at_logout() {
+    let s = TestServer::start().await;
+    assert_eq!(
+        location(&s.client.get("/events").dispatch().await),
+        Some("/login"),
+        "no stream without a login"
+    );
+    s.login_admin().await;
+    let token = s.device_token("TV").await;
+    let kids = s.create_profile("Kids").await;
+    let pin = s.create_ticket(kids, 30).await;
+    let mut stream = s.client.get("/events").dispatch().await;
+    assert_eq!(stream.status(), Status::Ok);
+    assert_eq!(
+        stream.content_type(),
+        Some(rocket::http::ContentType::EventStream)
+    );
+    let mut seen = String::new();
+    assert!(read_until(&mut stream, &mut seen, "event:ready").await);
+    seen.clear();
+
+    s.api_login(&token, &format!(r#"{{"lock_code":"{pin}"}}"#))
+        .await;
+    assert!(
+        read_until(&mut stream, &mut seen, "event:change").await,
+        "{seen}"
+    );
+    let (_, body) = s.page(&format!("/profiles/{kids}")).await;
+    assert!(
+        body.contains(r#"data-state="in_use""#),
+        "the page reads it red"
+    );
+
+    s.post_form("/logout", &[]).await;
+    seen.clear();
+    assert!(
+        !read_until(&mut stream, &mut seen, "never sent").await,
+        "the stream ends once the admin logged out"
+    );
+}
+
+#[rocket::async_test]
+async fn an_open_page_hears_the_time_up() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let token = s.device_token("TV").await;
+    let kids = s.create_profile("Kids").await;
+    let pin = s.create_ticket(kids, 30).await;
+    s.api_login(&token, &format!(r#"{{"lock_code":"{pin}"}}"#))
+        .await;
+    let mut stream = s.client.get("/events").dispatch().await;
+    let mut seen = String::new();
+    assert!(read_until(&mut stream, &mut seen, "event:ready").await);
+    seen.clear();
+    // The time left runs out two seconds from now; the server looks again at its next
+    // change (here another ticket issued).
+    sqlx::query("UPDATE tickets SET expires_at = strftime('%s', 'now') + 2")
+        .execute(&s.pool())
+        .await
+        .unwrap();
+    s.create_ticket(kids, 30).await;
+    assert!(read_until(&mut stream, &mut seen, "event:change").await);
+    // Changes come until the time up; then the page reads the ticket ended.
+    loop {
+        let (_, body) = s.page(&format!("/profiles/{kids}")).await;
+        if body.contains(r#"data-state="expired""#) {
+            assert!(!body.contains("+15 min"));
+            break;
+        }
+        seen.clear();
+        assert!(
+            read_until(&mut stream, &mut seen, "event:change").await,
+            "no change announced at the time up"
+        );
+    }
+}

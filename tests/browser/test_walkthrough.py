@@ -159,8 +159,9 @@ def wait_applied(server, pin: str, profile="Kids"):
 
 def ticket_status(driver) -> str:
     """Whether the newest ticket's PIN works on the TV: `ready`, `setting`, `in_use`, ..."""
-    rows = driver.find_elements(By.CSS_SELECTOR, "#tickets tbody tr")
-    return rows[0].get_attribute("data-status") if rows else ""
+    # NOTE: read in one script: the live page may swap the row between two WebDriver calls.
+    return driver.execute_script(
+        "var row = document.querySelector('#tickets tbody tr'); return row ? row.dataset.status : ''")
 
 
 def add_device(server) -> str:

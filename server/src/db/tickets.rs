@@ -328,6 +328,16 @@ pub async fn extend(pool: &Pool, id: i64, minutes: i64) -> Result<bool, sqlx::Er
     Ok(r.rows_affected() > 0)
 }
 
+/// When the next running ticket's time is up, after `now`.
+pub async fn next_time_up(pool: &Pool, now: i64) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT MIN(expires_at) FROM tickets WHERE state = 'in_use' AND expires_at > ?",
+    )
+    .bind(now)
+    .fetch_one(pool)
+    .await
+}
+
 /// A profile's live tickets (unused or running), newest first.
 pub async fn live_for_profile(pool: &Pool, profile_id: i64) -> Result<Vec<Ticket>, sqlx::Error> {
     sqlx::query_as(&format!(

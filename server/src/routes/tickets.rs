@@ -196,9 +196,11 @@ pub async fn delete(
     id: i64,
     _form: CsrfForm<super::PlainForm>,
     db: &Db,
+    waker: &State<Waker>,
 ) -> Result<Flash<Redirect>> {
     let ticket = db::tickets::find(db, id).await?.ok_or(Error::NotFound)?;
     db::tickets::delete(db, id).await?;
+    waker.wake(ticket.device_id);
     Ok(Flash::success(
         back_to_profile(ticket.profile_id),
         format!("Ticket {} deleted.", ticket.lock_code),

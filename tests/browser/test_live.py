@@ -1,0 +1,116 @@
+"""An open profile page follows what happens on the TV by itself, in a real (headless)
+Chromium at phone and desktop width: a Kodi box (its device token, a profile on it) comes
+online, gets the PIN, its viewer types it, and the time runs out. The page changes each
+time without a reload (a marker set in the page survives). Screenshots go to tests/artifacts/.
+
+Run:  python3 -m pytest -q -p no:cacheprovider tests/browser
+"""
+
+import re
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from test_devices_and_sessions import AgentStream, streams  # noqa: F401 (a fixture)
+from test_walkthrough import (
+    NEW_PASSWORD,
+    add_device,
+    create_profile,
+    issue_ticket,
+    kodi_login,
+    log_in_first_time,
+    severe,
+    ticket_status,
+)
+
+# How long the test waits for the page to change: generous for a loaded machine; how fast it
+# really is, the benchmark measures.
+CHANGE_WITHIN = 5
+
+
+def newest_row(driver) -> dict:
+    """The newest ticket's row as one snapshot (the page may swap it at any moment): its
+    classes, text and the labels of its visible buttons."""
+    return driver.execute_script("""
+        var row = document.querySelector('#tickets tbody tr');
+        return {classes: row.className.split(' '), text: row.innerText,
+                buttons: Array.from(row.querySelectorAll('.btn')).filter(function (b) {
+                    return b.offsetParent !== null; }).map(function (b) { return b.innerText.trim(); })};""")
+
+
+def without_reload(driver, status: str, what: str):
+    """Waits until the newest ticket is in `status`, and checks the page was not reloaded."""
+    try:
+        WebDriverWait(driver, CHANGE_WITHIN, poll_frequency=0.05).until(
+            lambda d: ticket_status(d) == status)
+    except Exception:
+        raise AssertionError(f"{what}: the ticket stays {ticket_status(driver)!r}, not {status!r}")
+    assert driver.execute_script("return window.liveMarker") == "set", f"{what}: the page was reloaded"
+
+
+@pytest.mark.parametrize("width,height,phone", [(390, 844, True), (1366, 900, False)],
+                         ids=["phone", "desktop"])
+def test_the_page_follows_the_tv_without_a_reload(server, browser, artifacts, streams, width, height, phone):  # noqa: F811
+    driver = browser.start(width, height, phone=phone)
+    log_in_first_time(driver, server)
+    token = add_device(server)
+    profile_id = create_profile(driver, "Kids", box="Test box")
+    pin = issue_ticket(driver, profile_id)
+    assert ticket_status(driver) == "waiting_offline", ticket_status(driver)
+    assert "is offline" in driver.find_element(By.ID, "reach-warning").text
+    WebDriverWait(driver, CHANGE_WITHIN).until(
+        lambda d: d.execute_script("return document.documentElement.dataset.liveStream") == "open")
+    driver.execute_script("window.liveMarker = 'set'")
+    tag = f"live-{'phone' if phone else 'desktop'}"
+    driver.save_screenshot(str(artifacts / f"{tag}-1-offline.png"))
+
+    # The box's agent connects: the PIN is being set, the warning goes.
+    agent = AgentStream(server.url, token)
+    streams.append(agent)
+    without_reload(driver, "setting", "box online")
+    assert not driver.find_elements(By.ID, "reach-warning")
+    _, arm = agent.next_event("arm", 0, lambda d: d.get("lock_code") == pin)
+
+    # The agent set it: green, ready on the TV.
+    status, body = server.api(token, f"/api/agent/deliveries/{arm['delivery_id']}", {
+        "outcome": "applied", "exit_code": 0, "message": "applied to Kodi"})
+    assert status == 200, (status, body)
+    without_reload(driver, "ready", "PIN set on the TV")
+    row = newest_row(driver)
+    assert "table-success" in row["classes"] and "Ready on TV" in row["text"], row
+    driver.save_screenshot(str(artifacts / f"{tag}-2-ready.png"))
+
+    # The viewer types the PIN: red, with +15 and End now, until a time in the browser's zone.
+    status, body = kodi_login(server, token, pin)
+    assert status == 200, (status, body)
+    without_reload(driver, "in_use", "PIN used")
+    row = newest_row(driver)
+    assert "table-danger" in row["classes"], row
+    assert re.search(r"In use until \d\d:\d\d", row["text"]), row
+    assert re.search(r"(29|30) min left", row["text"]), row
+    assert {"+15 min", "End now"} <= set(row["buttons"]), row
+    # Everything on a card fits the phone's width.
+    assert driver.execute_script(
+        "return document.documentElement.scrollWidth <= window.innerWidth"), "sideways scrolling"
+    driver.save_screenshot(str(artifacts / f"{tag}-3-in-use.png"))
+
+    # The time runs out (moved to two seconds from now, noticed by the server at its next
+    # change: another profile's ticket): grey, and +15 / End now are gone.
+    with server._db() as db:
+        with db:
+            db.execute("UPDATE tickets SET expires_at = strftime('%s', 'now') + 2,"
+                       " used_at = strftime('%s', 'now') + 2 - length * 60 WHERE lock_code = ?", (pin,))
+    server.admin.post("/login", username="admin", password=NEW_PASSWORD)
+    other = int(server.admin.post("/profiles", name="Room 2", device="").rsplit("/", 1)[1])
+    server.issue_ticket(other, 30)
+    without_reload(driver, "ended", "time up")
+    row = newest_row(driver)
+    assert "table-secondary" in row["classes"], row
+    assert re.search(r"Ended \d\d:\d\d \(time up\)", row["text"]), row
+    assert not {"+15 min", "End now"} & set(row["buttons"]), row
+    driver.save_screenshot(str(artifacts / f"{tag}-4-ended.png"))
+
+    browser.drain_console()
+    errors = severe(browser.console)
+    assert not errors, "browser console errors:\n" + "\n".join(e["message"] for e in errors)
