@@ -284,9 +284,47 @@ impl TicketRow {
     }
 }
 
+/// Orders names as people count: "Room 2" before "Room 10", letters without regard to case.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> Vec<(bool, String)> {
+        let mut out: Vec<(bool, String)> = Vec::new();
+        for c in s.chars() {
+            let digit = c.is_ascii_digit();
+            match out.last_mut() {
+                Some((d, chunk)) if *d == digit => chunk.push(c),
+                _ => out.push((digit, c.to_string())),
+            }
+        }
+        out
+    }
+    let (left, right) = (chunks(a), chunks(b));
+    for ((ld, l), (rd, r)) in left.iter().zip(&right) {
+        let order = if *ld && *rd {
+            let (l, r) = (l.trim_start_matches('0'), r.trim_start_matches('0'));
+            l.len().cmp(&r.len()).then_with(|| l.cmp(r))
+        } else {
+            l.to_lowercase().cmp(&r.to_lowercase())
+        };
+        if order.is_ne() {
+            return order;
+        }
+    }
+    left.len().cmp(&right.len()).then_with(|| a.cmp(b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_sort_as_people_count() {
+        let mut rooms = vec!["Room 10", "room 2", "Room 1", "Kids", "Room 12", "Room 02b"];
+        rooms.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            rooms,
+            ["Kids", "Room 1", "room 2", "Room 02b", "Room 10", "Room 12"]
+        );
+    }
 
     #[test]
     fn times_are_written_in_utc() {

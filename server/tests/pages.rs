@@ -302,19 +302,39 @@ async fn profiles_can_be_created_renamed_and_deleted() {
 }
 
 #[rocket::async_test]
-async fn the_profile_list_counts_unused_and_running_tickets() {
+async fn the_start_page_shows_every_profile_at_a_glance_in_natural_order() {
     let s = TestServer::start().await;
     s.login_admin().await;
     let token = s.device_token("TV").await;
-    let kids = s.create_profile("Kids").await;
-    let a = s.create_ticket(kids, 30).await;
-    s.create_ticket(kids, 30).await;
-    s.create_ticket(kids, 60).await;
+    let room10 = s.create_profile("Room 10").await;
+    let room2 = s.create_profile("Room 2").await;
+    s.create_profile("Room 1").await;
+    let a = s.create_ticket(room10, 30).await;
+    s.create_ticket(room10, 30).await;
+    s.create_ticket(room2, 60).await;
     s.api_login(&token, &format!(r#"{{"lock_code":"{a}"}}"#))
         .await;
     let (_, body) = s.page("/profiles").await;
-    assert!(body.contains(r#"text-bg-success">2<"#), "{body}");
-    assert!(body.contains(r#"text-bg-danger">1<"#), "{body}");
+    let at = |name: &str| body.find(&format!(">{name}</a>")).unwrap();
+    assert!(
+        at("Room 1") < at("Room 2") && at("Room 2") < at("Room 10"),
+        "{body}"
+    );
+    let card = |id: i64| {
+        let start = body.find(&format!(r#"id="profile-{id}""#)).unwrap();
+        body[start..start + body[start..].find("</section>").unwrap()].to_owned()
+    };
+    let busy = card(room10);
+    assert!(busy.contains(r#"data-status="in_use""#), "{busy}");
+    assert!(busy.contains(&a) && busy.contains("In use until"), "{busy}");
+    assert!(
+        busy.contains("+15 min") && busy.contains("End now"),
+        "{busy}"
+    );
+    assert!(busy.contains("+1 more waiting"), "{busy}");
+    let waiting = card(room2);
+    assert!(!waiting.contains("End now"), "{waiting}");
+    assert!(waiting.contains("New ticket"), "{waiting}");
 }
 
 #[rocket::async_test]

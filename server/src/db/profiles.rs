@@ -35,6 +35,13 @@ pub async fn list(pool: &Pool) -> Result<Vec<ProfileSummary>, sqlx::Error> {
     .await
 }
 
+/// Every profile's box: `(profile id, device id)`.
+pub async fn devices(pool: &Pool) -> Result<Vec<(i64, Option<i64>)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, device_id FROM profiles")
+        .fetch_all(pool)
+        .await
+}
+
 pub async fn find(pool: &Pool, id: i64) -> Result<Option<Profile>, sqlx::Error> {
     sqlx::query_as(
         "SELECT p.id, p.name, p.device_id, d.name AS device_name

@@ -12,7 +12,7 @@ use crate::db::{devices, Db};
 use crate::delivery::Waker;
 use crate::error::{Error, Result};
 use crate::presence::Presence;
-use crate::views::{human_time, render, Chrome};
+use crate::views::{render, Chrome, Moment};
 use crate::{token, validate};
 use rocket::State;
 
@@ -34,9 +34,9 @@ struct DeviceRow {
     /// Kodi enforces profile PINs only under a master lock: warn when the agent saw none.
     master_lock_off: bool,
     kodi_unreachable: bool,
-    created_at: String,
-    last_seen_at: Option<String>,
-    revoked_at: Option<String>,
+    created_at: Moment,
+    last_seen_at: Option<Moment>,
+    revoked_at: Option<Moment>,
 }
 
 #[derive(Serialize)]
@@ -73,9 +73,9 @@ async fn list_page(
             ssh_key_path: d.ssh_key_path,
             id: d.id,
             name: d.name,
-            created_at: human_time(d.created_at),
-            last_seen_at: d.last_seen_at.map(human_time),
-            revoked_at: d.revoked_at.map(human_time),
+            created_at: Moment::at(d.created_at),
+            last_seen_at: d.last_seen_at.map(Moment::at),
+            revoked_at: d.revoked_at.map(Moment::at),
         })
         .collect();
     Ok(render(

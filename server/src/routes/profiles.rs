@@ -1,5 +1,7 @@
 //! Profiles: list, create, show (with tickets), rename, delete.
 
+use std::collections::HashMap;
+
 use rocket::form::FromForm;
 use rocket::response::{Flash, Redirect};
 use rocket::{get, post, routes, uri, Route, State};
@@ -29,14 +31,86 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
+/// A profile at a glance on the start page: what its TV is doing and the ticket that matters
+/// now (the one in use, else the one ready on the TV, else the newest waiting one).
+#[derive(Serialize)]
+struct ProfileCard {
+    id: i64,
+    name: String,
+    device_name: Option<String>,
+    tv_offline: bool,
+    current: Option<TicketRow>,
+    /// Further unused tickets, waiting behind the current one.
+    more_unused: usize,
+}
+
 #[derive(Serialize)]
 struct ListPage {
-    profiles: Vec<ProfileSummary>,
+    profiles: Vec<ProfileCard>,
 }
 
 #[get("/profiles")]
-pub async fn list(_admin: Admin, db: &Db, chrome: Chrome) -> Result<Template> {
-    let profiles = profiles::list(db).await?;
+pub async fn list(
+    _admin: Admin,
+    db: &Db,
+    presence: &State<Presence>,
+    chrome: Chrome,
+) -> Result<Template> {
+    let now = db::now();
+    let mut summaries: Vec<ProfileSummary> = profiles::list(db).await?;
+    summaries.sort_by(|a, b| crate::views::natural_cmp(&a.name, &b.name));
+    let profile_devices: HashMap<i64, Option<i64>> =
+        profiles::devices(db).await?.into_iter().collect();
+    let offline: HashMap<i64, bool> = db::devices::list(db)
+        .await?
+        .into_iter()
+        .map(|d| (d.id, d.delivery == "agent" && !presence.is_online(d.id)))
+        .collect();
+    let armed: HashMap<i64, i64> = tickets::armed_all(db).await?.into_iter().collect();
+    let mut live: HashMap<i64, Vec<tickets::Ticket>> = HashMap::new();
+    for t in tickets::live_all(db).await? {
+        live.entry(t.profile_id).or_default().push(t);
+    }
+    let profiles = summaries
+        .into_iter()
+        .map(|p| {
+            let tv_offline = profile_devices
+                .get(&p.id)
+                .copied()
+                .flatten()
+                .is_some_and(|d| offline.get(&d).copied().unwrap_or(false));
+            let reach = Reach {
+                armed: armed.get(&p.id).copied(),
+                tv_offline,
+            };
+            let tickets = live.remove(&p.id).unwrap_or_default();
+            let unused = tickets
+                .iter()
+                .filter(|t| t.state_at(now) == kodi_tickets_protocol::TicketState::Unused)
+                .count();
+            let current = tickets
+                .iter()
+                .find(|t| t.state_at(now) == kodi_tickets_protocol::TicketState::InUse)
+                .or_else(|| tickets.iter().find(|t| Some(t.id) == reach.armed))
+                .or_else(|| {
+                    tickets
+                        .iter()
+                        .find(|t| t.state_at(now) == kodi_tickets_protocol::TicketState::Unused)
+                })
+                .map(|t| TicketRow::new(t, now, reach));
+            let shown_unused = current
+                .as_ref()
+                .is_some_and(|c| c.state == kodi_tickets_protocol::TicketState::Unused);
+            ProfileCard {
+                id: p.id,
+                name: p.name,
+                device_name: p.device_name,
+                tv_offline,
+                more_unused: unused - usize::from(shown_unused),
+                current,
+            }
+        })
+        .collect();
     Ok(render(
         "profiles/list",
         "Profiles",
