@@ -16,6 +16,7 @@ pub mod rate_limit;
 pub mod routes;
 pub mod sweeper;
 pub mod token;
+pub mod typed;
 pub mod validate;
 pub mod views;
 

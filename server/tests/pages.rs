@@ -790,3 +790,97 @@ async fn an_open_page_hears_the_time_up() {
         );
     }
 }
+
+#[rocket::async_test]
+async fn refused_forms_come_back_with_what_was_typed_once() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let res = s
+        .post_form("/profiles", &[("name", "Room/12"), ("device", "")])
+        .await;
+    assert_eq!(location(&res), Some("/profiles/new"));
+    let (_, form) = s.page("/profiles/new").await;
+    assert!(form.contains(r#"value="Room/12""#), "{form}");
+    assert!(form.contains("Not created"), "{form}");
+    assert!(
+        form.contains(r#"value="" required checked"#),
+        "the chosen way too: {form}"
+    );
+    let (_, again) = s.page("/profiles/new").await;
+    assert!(!again.contains("Room/12"), "kept for one showing only");
+
+    let kids = s.create_profile("Kids").await;
+    s.post_form(&format!("/profiles/{kids}/tickets"), &[("length", "1441")])
+        .await;
+    let (_, form) = s.page(&format!("/profiles/{kids}/tickets/new")).await;
+    assert!(
+        form.contains(r#"value="1441" required"#),
+        "not reset to 30: {form}"
+    );
+
+    s.device_token("Living room").await;
+    let device: i64 = sqlx::query_scalar("SELECT id FROM devices")
+        .fetch_one(&s.pool())
+        .await
+        .unwrap();
+    s.post_form(
+        &format!("/devices/{device}/delivery"),
+        &[
+            ("delivery", "ssh"),
+            ("ssh_user", "kodi"),
+            ("ssh_host", "tv.lan"),
+            ("ssh_port", "70000"),
+            ("ssh_key_path", "/srv/keys/tv"),
+        ],
+    )
+    .await;
+    let (_, list) = s.page("/devices").await;
+    assert!(list.contains("Not changed for “Living room”"), "{list}");
+    for typed in ["kodi", "tv.lan", "70000", "/srv/keys/tv"] {
+        assert!(
+            list.contains(&format!(r#"value="{typed}""#)),
+            "{typed}: {list}"
+        );
+    }
+    assert!(
+        list.contains("<details class=\"small mt-1\" open>"),
+        "{list}"
+    );
+}
+
+#[rocket::async_test]
+async fn deleting_or_ending_a_running_ticket_says_someone_is_watching() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let token = s.device_token("TV").await;
+    let kids = s.create_profile("Kids").await;
+    let pin = s.create_ticket(kids, 30).await;
+    let (_, page) = s.page(&format!("/profiles/{kids}")).await;
+    assert!(
+        page.contains(&format!(r#"aria-label="Delete ticket {pin}""#)),
+        "{page}"
+    );
+    s.api_login(&token, &format!(r#"{{"lock_code":"{pin}"}}"#))
+        .await;
+    let id: i64 = sqlx::query_scalar("SELECT id FROM tickets")
+        .fetch_one(&s.pool())
+        .await
+        .unwrap();
+    let (_, confirm) = s.page(&format!("/tickets/{id}/delete")).await;
+    assert!(confirm.contains("Someone is watching"), "{confirm}");
+    let (_, confirm) = s.page(&format!("/profiles/{kids}/delete")).await;
+    assert!(confirm.contains("Someone is watching “Kids”"), "{confirm}");
+    let (_, confirm) = s.page(&format!("/tickets/{id}/end")).await;
+    assert!(
+        confirm.contains("cannot log the TV off"),
+        "the server's own machine cannot end sessions: {confirm}"
+    );
+    let res = s.post_form(&format!("/tickets/{id}/end"), &[]).await;
+    let flash = res.cookies().get("_flash").unwrap().value().to_owned();
+    assert!(
+        !flash.contains("logs the profile off"),
+        "no claim the TV logs off: {flash}"
+    );
+    let (_, page) = s.page(&format!("/profiles/{kids}")).await;
+    assert!(page.contains("(ended early)"), "{page}");
+}

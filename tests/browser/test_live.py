@@ -39,6 +39,31 @@ def newest_row(driver) -> dict:
                     return b.offsetParent !== null; }).map(function (b) { return b.innerText.trim(); })};""")
 
 
+def lowest_button_contrast(driver) -> tuple:
+    """The lowest text/background contrast ratio among the newest row's buttons, with its label
+    (WCAG's formula; a transparent button is measured against the row's cell)."""
+    return tuple(driver.execute_script("""
+        function rgb(s) { return s.match(/[\\d.]+/g).map(Number); }
+        function lum(c) { var v = c.slice(0, 3).map(function (x) { x /= 255;
+            return x <= 0.03928 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4); });
+            return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]; }
+        function bg(el) { while (el) { var c = rgb(getComputedStyle(el).backgroundColor);
+            if (c.length < 4 || c[3] > 0) return c;
+            var shade = getComputedStyle(el).boxShadow.match(/rgb[a]?\\([^)]*\\)/);
+            el = el.parentElement; } return [255, 255, 255]; }
+        var cell = document.querySelector('#tickets tbody tr td');
+        var rowBg = rgb(getComputedStyle(cell).boxShadow.match(/rgb[a]?\\([^)]*\\)/)[0]);
+        var worst = [99, ''];
+        document.querySelectorAll('#tickets tbody tr:first-child .btn').forEach(function (b) {
+            var fg = rgb(getComputedStyle(b).color), back = rgb(getComputedStyle(b).backgroundColor);
+            if (back.length === 4 && back[3] === 0) back = rowBg;
+            var l1 = lum(fg), l2 = lum(back);
+            var ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+            if (ratio < worst[0]) worst = [ratio, b.innerText.trim()];
+        });
+        return worst;"""))
+
+
 def without_reload(driver, status: str, what: str):
     """Waits until the newest ticket is in `status`, and checks the page was not reloaded."""
     try:
@@ -79,6 +104,8 @@ def test_the_page_follows_the_tv_without_a_reload(server, browser, artifacts, st
     without_reload(driver, "ready", "PIN set on the TV")
     row = newest_row(driver)
     assert "table-success" in row["classes"] and "Ready on TV" in row["text"], row
+    ratio, label = lowest_button_contrast(driver)
+    assert ratio >= 4.5, f"the {label!r} button on the green row has contrast {ratio:.2f}:1"
     driver.save_screenshot(str(artifacts / f"{tag}-2-ready.png"))
 
     # The viewer types the PIN: red, with +15 and End now, until a time in the browser's zone.
@@ -90,6 +117,8 @@ def test_the_page_follows_the_tv_without_a_reload(server, browser, artifacts, st
     assert re.search(r"In use until \d\d:\d\d", row["text"]), row
     assert re.search(r"(29|30) min left", row["text"]), row
     assert {"+15 min", "End now"} <= set(row["buttons"]), row
+    ratio, label = lowest_button_contrast(driver)
+    assert ratio >= 4.5, f"the {label!r} button on the red row has contrast {ratio:.2f}:1"
     # Everything on a card fits the phone's width.
     assert driver.execute_script(
         "return document.documentElement.scrollWidth <= window.innerWidth"), "sideways scrolling"

@@ -11,6 +11,7 @@ import re
 import time
 import urllib.parse
 
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -20,7 +21,8 @@ WAIT = 10
 
 
 def wait(driver, timeout=WAIT):
-    return WebDriverWait(driver, timeout)
+    # NOTE: a page being left, or a live part being swapped, leaves stale elements behind.
+    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
 
 
 def path_of(driver) -> str:
@@ -137,13 +139,15 @@ def issue_ticket(driver, profile_id: int) -> str:
     wait_for_path(driver, rf"/profiles/{profile_id}/tickets/new")
     driver.find_element(By.XPATH, "//main//button[normalize-space()='30 min']").click()
     wait_for_path(driver, rf"/profiles/{profile_id}")
-    rows = driver.find_elements(By.CSS_SELECTOR, "#tickets tbody tr")
-    assert len(rows) == 1, f"{len(rows)} ticket rows"
-    row = driver.find_element(By.CSS_SELECTOR, "#tickets tr[data-state='unused']")
-    pin = row.find_element(By.CSS_SELECTOR, ".pin").text
+    # NOTE: read in one script: the live page may swap the row as the PIN reaches Kodi.
+    count, state, pin, row_text = driver.execute_script("""
+        var rows = document.querySelectorAll('#tickets tbody tr'), row = rows[0];
+        return [rows.length, row.dataset.state, row.querySelector('.pin').innerText, row.innerText];""")
+    assert count == 1, f"{count} ticket rows"
+    assert state == "unused", state
     assert re.fullmatch(r"\d{4}", pin), repr(pin)
     # Every width shows the length (phones as a card).
-    assert "30 min" in row.text, row.text
+    assert "30 min" in row_text, row_text
     kind, text = flash(driver)
     assert kind == "success" and f"PIN {pin} (30 min) is being set on the TV" in text, (kind, text)
     return pin

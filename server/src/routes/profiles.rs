@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use rocket::form::FromForm;
+use rocket::http::CookieJar;
 use rocket::response::{Flash, Redirect};
 use rocket::{get, post, routes, uri, Route, State};
 use rocket_dyn_templates::Template;
@@ -15,6 +16,7 @@ use crate::db::profiles::{self, Profile, ProfileSummary, Update};
 use crate::db::{self, tickets, Db};
 use crate::error::{Error, Result};
 use crate::presence::Presence;
+use crate::typed::{self, Typed};
 use crate::validate;
 use crate::views::{render, Chrome, Reach, TicketRow};
 
@@ -122,8 +124,22 @@ pub async fn list(
 #[derive(Serialize)]
 struct FormPage {
     profile: Option<Profile>,
+    /// The name in the box: what was typed before a refusal, else the profile's.
+    name: String,
     max_chars: usize,
     devices: Vec<DeviceChoice>,
+    /// "This server's own machine" is the chosen way.
+    server_chosen: bool,
+}
+
+/// The way chosen on a form: a device id, `Some(None)` for the server's machine, `None` when
+/// nothing is chosen yet.
+fn choice(typed: &Typed, current: Option<Option<i64>>) -> Option<Option<i64>> {
+    match typed.get("device") {
+        Some("") => Some(None),
+        Some(id) => Some(id.parse().ok()),
+        None => current,
+    }
 }
 
 /// A Kodi box the profile can live on, for the form's choice, with how PINs reach it.
@@ -191,11 +207,15 @@ pub async fn new_page(
     db: &Db,
     presence: &State<Presence>,
     chrome: Chrome,
+    typed: Typed,
 ) -> Result<Template> {
+    let chosen = choice(&typed, None);
     let page = FormPage {
         profile: None,
+        name: typed.get("name").unwrap_or_default().to_owned(),
         max_chars: validate::NAME_MAX_CHARS,
-        devices: device_choices(db, presence, None).await?,
+        devices: device_choices(db, presence, chosen.flatten()).await?,
+        server_chosen: chosen == Some(None),
     };
     Ok(render("profiles/form", "New profile", chrome, page))
 }
@@ -210,6 +230,13 @@ pub struct ProfileForm {
     device: String,
 }
 
+impl ProfileForm {
+    /// Keeps what was typed for the form shown again after a refusal.
+    fn remember(&self, cookies: &CookieJar<'_>) {
+        typed::remember(cookies, &[("name", &self.name), ("device", &self.device)]);
+    }
+}
+
 impl CsrfProtected for ProfileForm {
     fn csrf_token(&self) -> &str {
         &self.csrf_token
@@ -221,8 +248,12 @@ pub async fn create(
     _admin: Admin,
     form: CsrfForm<ProfileForm>,
     db: &Db,
+    cookies: &CookieJar<'_>,
 ) -> Result<Flash<Redirect>> {
-    let back = |message: String| Flash::error(Redirect::to(uri!(new_page)), message);
+    let back = |message: String| {
+        form.0.remember(cookies);
+        Flash::error(Redirect::to(uri!(new_page)), message)
+    };
     let name = match validate::name(&form.0.name, "profile") {
         Ok(name) => name,
         Err(why) => return Ok(back(format!("Not created: {why}."))),
@@ -412,10 +443,14 @@ pub async fn edit_page(
     db: &Db,
     presence: &State<Presence>,
     chrome: Chrome,
+    typed: Typed,
 ) -> Result<Template> {
     let profile = profiles::find(db, id).await?.ok_or(Error::NotFound)?;
+    let chosen = choice(&typed, Some(profile.device_id));
     let page = FormPage {
-        devices: device_choices(db, presence, profile.device_id).await?,
+        devices: device_choices(db, presence, chosen.flatten()).await?,
+        server_chosen: chosen == Some(None),
+        name: typed.get("name").unwrap_or(&profile.name).to_owned(),
         profile: Some(profile),
         max_chars: validate::NAME_MAX_CHARS,
     };
@@ -428,8 +463,12 @@ pub async fn update(
     id: i64,
     form: CsrfForm<ProfileForm>,
     db: &Db,
+    cookies: &CookieJar<'_>,
 ) -> Result<Flash<Redirect>> {
-    let back = |message: String| Flash::error(Redirect::to(uri!(edit_page(id))), message);
+    let back = |message: String| {
+        form.0.remember(cookies);
+        Flash::error(Redirect::to(uri!(edit_page(id))), message)
+    };
     let name = match validate::name(&form.0.name, "profile") {
         Ok(name) => name,
         Err(why) => return Ok(back(format!("Not saved: {why}."))),

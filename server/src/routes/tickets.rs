@@ -7,6 +7,8 @@ use rocket_dyn_templates::Template;
 use serde::Serialize;
 
 use super::profiles;
+use rocket::http::CookieJar;
+
 use crate::auth::{Admin, CsrfForm, CsrfProtected};
 use crate::config::AppConfig;
 use crate::db::devices::Device;
@@ -16,6 +18,7 @@ use crate::db::{self, deliveries, Db};
 use crate::delivery::Waker;
 use crate::error::{Error, Result};
 use crate::presence::Presence;
+use crate::typed::{self, Typed};
 use crate::validate;
 use crate::views::{Chrome, TicketRow};
 use kodi_tickets_protocol::TicketState;
@@ -47,6 +50,8 @@ struct FormPage {
     quick_lengths: [i64; 5],
     min: i64,
     max: i64,
+    /// The length in the box: what was typed before a refusal, else 30.
+    length: String,
 }
 
 #[get("/profiles/<profile_id>/tickets/new")]
@@ -55,6 +60,7 @@ pub async fn new_page(
     profile_id: i64,
     db: &Db,
     chrome: crate::views::Chrome,
+    typed: Typed,
 ) -> Result<Template> {
     let profile = db::profiles::find(db, profile_id)
         .await?
@@ -64,6 +70,7 @@ pub async fn new_page(
         quick_lengths: QUICK_LENGTHS,
         min: validate::LENGTH_MIN,
         max: validate::LENGTH_MAX,
+        length: typed.get("length").unwrap_or("30").to_owned(),
     };
     Ok(crate::views::render(
         "tickets/form",
@@ -93,8 +100,12 @@ pub async fn create(
     form: CsrfForm<TicketForm>,
     db: &Db,
     waker: &State<Waker>,
+    cookies: &CookieJar<'_>,
 ) -> Result<Flash<Redirect>> {
-    let back = |message: String| Flash::error(Redirect::to(uri!(new_page(profile_id))), message);
+    let back = |message: String| {
+        typed::remember(cookies, &[("length", &form.0.length)]);
+        Flash::error(Redirect::to(uri!(new_page(profile_id))), message)
+    };
     let length = match validate::length(&form.0.length) {
         Ok(length) => length,
         Err(why) => return Ok(back(format!("No ticket issued: {why}."))),
