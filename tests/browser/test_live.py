@@ -41,16 +41,13 @@ def newest_row(driver) -> dict:
 
 def lowest_button_contrast(driver) -> tuple:
     """The lowest text/background contrast ratio among the newest row's buttons, with its label
-    (WCAG's formula; a transparent button is measured against the row's cell)."""
+    (WCAG's formula; a transparent button is measured against the row's colour, which
+    Bootstrap paints as the cells' inset box shadow)."""
     return tuple(driver.execute_script("""
         function rgb(s) { return s.match(/[\\d.]+/g).map(Number); }
         function lum(c) { var v = c.slice(0, 3).map(function (x) { x /= 255;
             return x <= 0.03928 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4); });
             return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]; }
-        function bg(el) { while (el) { var c = rgb(getComputedStyle(el).backgroundColor);
-            if (c.length < 4 || c[3] > 0) return c;
-            var shade = getComputedStyle(el).boxShadow.match(/rgb[a]?\\([^)]*\\)/);
-            el = el.parentElement; } return [255, 255, 255]; }
         var cell = document.querySelector('#tickets tbody tr td');
         var rowBg = rgb(getComputedStyle(cell).boxShadow.match(/rgb[a]?\\([^)]*\\)/)[0]);
         var worst = [99, ''];
