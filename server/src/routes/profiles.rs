@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::auth::{Admin, CsrfForm, CsrfProtected};
 use crate::config::AppConfig;
 use crate::db::devices::Device;
-use crate::db::profiles::{self, Profile, ProfileSummary, Update};
+use crate::db::profiles::{self, Profile, Update};
 use crate::db::{self, tickets, Db};
 use crate::error::{Error, Result};
 use crate::presence::Presence;
@@ -59,10 +59,8 @@ pub async fn list(
     chrome: Chrome,
 ) -> Result<Template> {
     let now = db::now();
-    let mut summaries: Vec<ProfileSummary> = profiles::list(db).await?;
-    summaries.sort_by(|a, b| crate::views::natural_cmp(&a.name, &b.name));
-    let profile_devices: HashMap<i64, Option<i64>> =
-        profiles::devices(db).await?.into_iter().collect();
+    let mut all = profiles::list(db).await?;
+    all.sort_by(|a, b| crate::views::natural_cmp(&a.name, &b.name));
     let offline: HashMap<i64, bool> = db::devices::list(db)
         .await?
         .into_iter()
@@ -73,13 +71,11 @@ pub async fn list(
     for t in tickets::live_all(db).await? {
         live.entry(t.profile_id).or_default().push(t);
     }
-    let profiles = summaries
+    let profiles = all
         .into_iter()
         .map(|p| {
-            let tv_offline = profile_devices
-                .get(&p.id)
-                .copied()
-                .flatten()
+            let tv_offline = p
+                .device_id
                 .is_some_and(|d| offline.get(&d).copied().unwrap_or(false));
             let reach = Reach {
                 armed: armed.get(&p.id).copied(),
