@@ -140,3 +140,28 @@ def test_the_page_follows_the_tv_without_a_reload(server, browser, artifacts, st
     browser.drain_console()
     errors = severe(browser.console)
     assert not errors, "browser console errors:\n" + "\n".join(e["message"] for e in errors)
+
+
+def test_a_page_reconnects_after_a_server_restart_and_catches_up(server, browser, artifacts):
+    driver = browser.start(1366, 900)
+    log_in_first_time(driver, server)
+    token = add_device(server)
+    profile_id = create_profile(driver, "Kids", box="Test box")
+    pin = issue_ticket(driver, profile_id)
+
+    def stream_is(state):
+        WebDriverWait(driver, 20, poll_frequency=0.05).until(
+            lambda d: d.execute_script("return document.documentElement.dataset.liveStream") == state,
+            f"the page's stream never became {state!r}")
+
+    stream_is("open")
+    driver.execute_script("window.liveMarker = 'set'")
+    server.stop()
+    stream_is("reconnecting")
+    server.start()
+    # Used right away: before or after the page's stream is back, the page must show it.
+    status, body = kodi_login(server, token, pin)
+    assert status == 200, (status, body)
+    stream_is("open")
+    without_reload(driver, "in_use", "PIN used around a server restart")
+    driver.save_screenshot(str(artifacts / "live-after-restart.png"))
