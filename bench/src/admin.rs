@@ -110,6 +110,34 @@ impl Browser {
         Ok(())
     }
 
+    /// An open page's live stream (`GET /events`), as the page script holds it.
+    pub async fn page_stream(&self) -> anyhow::Result<Response> {
+        let response = self
+            .http
+            .get(format!("{}/events", self.base))
+            .header(COOKIE, self.cookies())
+            .send()
+            .await?;
+        if response.status() != StatusCode::OK {
+            bail!("the page stream answered {}", response.status());
+        }
+        Ok(response)
+    }
+
+    /// The profile page's HTML, as the page script re-reads it.
+    pub async fn profile_html(&self, profile: i64) -> anyhow::Result<String> {
+        let response = self
+            .http
+            .get(format!("{}/profiles/{profile}", self.base))
+            .header(COOKIE, self.cookies())
+            .send()
+            .await?;
+        if response.status() != StatusCode::OK {
+            bail!("the profile page answered {}", response.status());
+        }
+        Ok(response.text().await?)
+    }
+
     /// The profile page; its size in bytes.
     pub async fn profile_page(&self, profile: i64) -> anyhow::Result<usize> {
         let response = self

@@ -36,7 +36,7 @@ const PAGE_LIVE: usize = 10;
 const LOGIN_FIRST_PIN: u32 = 200;
 
 /// The order of the figures in the table and the JSON, whatever order they ran in.
-const REPORT_ORDER: [&str; 15] = [
+const REPORT_ORDER: [&str; 17] = [
     "api_ticket_vs_healthz_throughput",
     "api_ticket_p99_ms",
     "api_login_per_s",
@@ -45,6 +45,8 @@ const REPORT_ORDER: [&str; 15] = [
     "admin_login_api_p99_ratio",
     "ticket_to_agent_p50_ms",
     "ticket_to_agent_p99_ms",
+    "pin_used_to_page_p50_ms",
+    "pin_used_to_page_p99_ms",
     "agents_1000_max_ms",
     "agents_1000_issue_all_s",
     "agents_1000_errors",
@@ -66,10 +68,10 @@ usage: kodi-tickets-bench [--smoke] [--out FILE] [--rounds N] [--no-build]
                 the binaries to start (default: next to this one, e.g. target/release/)
   --keep        keep the temporary folder (database, server and agent logs)
   --only LIST   run only these parts (comma-separated): api, stall, login, page, create,
-                push, fleet, cold (memory is always measured)";
+                push, live, fleet, cold (memory is always measured)";
 
-const PARTS: [&str; 8] = [
-    "api", "stall", "login", "page", "create", "push", "fleet", "cold",
+const PARTS: [&str; 9] = [
+    "api", "stall", "login", "page", "create", "push", "live", "fleet", "cold",
 ];
 
 struct Options {
@@ -154,6 +156,10 @@ struct Scale {
     filler: u32,
     create_samples: usize,
     latency_tickets: usize,
+    /// Admin pages open (each with its live stream) while a PIN is used.
+    live_pages: usize,
+    /// PIN uses per round, each awaited in every open page.
+    live_samples: usize,
     agents: usize,
     /// Tickets issued at once for the simulated agents.
     posters: usize,
@@ -177,6 +183,8 @@ impl Scale {
             filler: 9_998,
             create_samples: 15,
             latency_tickets: 50,
+            live_pages: 100,
+            live_samples: 20,
             agents: 1_000,
             posters: 8,
             logins_per_sec: 4.0,
@@ -198,6 +206,8 @@ impl Scale {
             filler: 300,
             create_samples: 2,
             latency_tickets: 3,
+            live_pages: 10,
+            live_samples: 2,
             agents: 20,
             posters: 4,
             logins_per_sec: 4.0,
@@ -428,6 +438,7 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
     let p_create = seed::profile(&db, "Bench create", Some(sink_device)).await?;
     let p_latency = seed::profile(&db, "Bench latency", Some(latency_device)).await?;
     let p_filler = seed::profile(&db, "Bench filler", None).await?;
+    let p_live = seed::profile(&db, "Bench live", Some(api_device)).await?;
     let sim_profiles = seed::profiles(
         &db,
         &sim_names
@@ -513,6 +524,7 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
         p_create,
         p_filler,
         p_latency,
+        p_live,
         sims,
         sim_profiles,
     };
@@ -534,6 +546,9 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
     }
     if o.wants("push") {
         figures.extend(parts::agents::ticket_to_agent(&bench).await?);
+    }
+    if o.wants("live") {
+        figures.extend(parts::live::pin_used_to_page(&bench).await?);
     }
     if o.wants("fleet") {
         figures.extend(parts::agents::fleet(&bench).await?);
@@ -604,6 +619,7 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
             "filler": scale.filler,
             "create_samples": scale.create_samples,
             "latency_tickets": scale.latency_tickets,
+            "live_pages": scale.live_pages,
             "agents": scale.agents,
         }),
     );

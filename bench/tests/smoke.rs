@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 /// Every figure of the benchmark, as keyed in `bench/results/*.json`.
-const FIGURES: [&str; 15] = [
+const FIGURES: [&str; 17] = [
     "api_ticket_vs_healthz_throughput",
     "api_ticket_p99_ms",
     "api_login_per_s",
@@ -15,6 +15,8 @@ const FIGURES: [&str; 15] = [
     "admin_login_api_p99_ratio",
     "ticket_to_agent_p50_ms",
     "ticket_to_agent_p99_ms",
+    "pin_used_to_page_p50_ms",
+    "pin_used_to_page_p99_ms",
     "agents_1000_max_ms",
     "agents_1000_issue_all_s",
     "agents_1000_errors",

@@ -23,8 +23,9 @@ use crate::views::rfc3339;
 /// The worker looks at the outbox at least this often, e.g. for busy retries.
 const IDLE_POLL: Duration = Duration::from_secs(15);
 
-/// Wakes whoever acts on a change at once: the local worker (a delivery was queued) and the
-/// event streams of the device concerned (a delivery or a session of its profiles changed).
+/// Wakes whoever acts on a change at once: the local worker (a delivery was queued), the
+/// event streams of the device concerned (a delivery or a session of its profiles changed)
+/// and the open admin pages.
 #[derive(Clone)]
 pub struct Waker {
     local: Arc<Notify>,
@@ -46,6 +47,7 @@ impl Waker {
         if let Some(device) = device {
             self.agents.wake(device);
         }
+        self.agents.pages().announce();
     }
 }
 
@@ -76,6 +78,7 @@ async fn run_worker(pool: db::Pool, config: AppConfig, waker: Waker) {
         match deliveries::claim_due(&pool).await {
             Ok(Some(job)) => {
                 run_job(&pool, &config, job).await;
+                waker.agents.pages().announce();
                 continue;
             }
             Ok(None) => {}

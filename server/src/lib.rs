@@ -8,6 +8,7 @@ pub mod db;
 pub mod delivery;
 pub mod error;
 pub mod headers;
+pub mod live;
 pub mod logins;
 pub mod origin;
 pub mod password;
@@ -17,6 +18,7 @@ pub mod rate_limit;
 pub mod routes;
 pub mod sweeper;
 pub mod token;
+pub mod typed;
 pub mod validate;
 pub mod views;
 
@@ -35,7 +37,8 @@ pub fn rocket() -> anyhow::Result<Rocket<Build>> {
 /// The server built from a given figment (tests pass their own database and paths).
 pub fn rocket_from(figment: Figment) -> anyhow::Result<Rocket<Build>> {
     let figment = config::prepare(figment)?;
-    let presence = presence::Presence::default();
+    let pages = live::Pages::default();
+    let presence = presence::Presence::new(pages.clone());
     Ok(rocket::custom(figment)
         .attach(AdHoc::config::<AppConfig>())
         .attach(Template::custom(|engines| {
@@ -46,14 +49,17 @@ pub fn rocket_from(figment: Figment) -> anyhow::Result<Rocket<Build>> {
         .attach(db::stage())
         .attach(delivery::stage())
         .attach(sweeper::stage())
+        .attach(live::stage())
         .manage(rate_limit::Limiters::default())
         .manage(delivery::Waker::new(presence.clone()))
         .manage(presence)
+        .manage(pages)
         .mount("/", routes::auth::routes())
         .mount("/", routes::profiles::routes())
         .mount("/", routes::tickets::routes())
         .mount("/", routes::devices::routes())
         .mount("/", routes::assets::routes())
+        .mount("/", live::routes())
         .mount("/", routes::api::health_routes())
         .mount("/api", routes::api::routes())
         .mount("/api", routes::agent::routes())

@@ -5,10 +5,15 @@ use std::sync::{Arc, Mutex};
 
 use rocket::tokio::sync::watch;
 
+use crate::live::Pages;
+
 /// Per connected device, the wake-up line its open event streams listen on; a device is in
-/// the map while it has a stream.
+/// the map while it has a stream. Open admin pages hear when a device comes or goes.
 #[derive(Default, Clone)]
-pub struct Presence(Arc<Mutex<HashMap<i64, watch::Sender<()>>>>);
+pub struct Presence {
+    lines: Arc<Mutex<HashMap<i64, watch::Sender<()>>>>,
+    pages: Pages,
+}
 
 /// Held by an open event stream; the device counts as online while one exists.
 pub struct Connected {
@@ -18,12 +23,28 @@ pub struct Connected {
 }
 
 impl Presence {
+    pub fn new(pages: Pages) -> Self {
+        Presence {
+            lines: Arc::default(),
+            pages,
+        }
+    }
+
+    /// The open admin pages, told of every change this wakes devices for.
+    pub fn pages(&self) -> &Pages {
+        &self.pages
+    }
+
     pub fn connect(&self, device_id: i64) -> Connected {
-        let changes = self
-            .lock()
-            .entry(device_id)
-            .or_insert_with(|| watch::channel(()).0)
-            .subscribe();
+        let (changes, came_online) = {
+            let mut map = self.lock();
+            let came_online = !map.contains_key(&device_id);
+            let line = map.entry(device_id).or_insert_with(|| watch::channel(()).0);
+            (line.subscribe(), came_online)
+        };
+        if came_online {
+            self.pages.announce();
+        }
         Connected {
             presence: self.clone(),
             device_id,
@@ -44,7 +65,7 @@ impl Presence {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, watch::Sender<()>>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.lines.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -58,13 +79,19 @@ impl Connected {
 
 impl Drop for Connected {
     fn drop(&mut self) {
-        let mut map = self.presence.lock();
-        // NOTE: this stream's own receiver is still counted: it is dropped after this.
-        if map
-            .get(&self.device_id)
-            .is_some_and(|line| line.receiver_count() <= 1)
-        {
-            map.remove(&self.device_id);
+        let went_offline = {
+            let mut map = self.presence.lock();
+            // NOTE: this stream's own receiver is still counted: it is dropped after this.
+            let last = map
+                .get(&self.device_id)
+                .is_some_and(|line| line.receiver_count() <= 1);
+            if last {
+                map.remove(&self.device_id);
+            }
+            last
+        };
+        if went_offline {
+            self.presence.pages.announce();
         }
     }
 }
@@ -84,6 +111,20 @@ mod tests {
         assert!(presence.is_online(1));
         drop(second);
         assert!(!presence.is_online(1));
+    }
+
+    #[test]
+    fn pages_hear_a_device_come_and_go_not_its_extra_streams() {
+        let presence = Presence::default();
+        let mut page = presence.pages().listen();
+        let first = presence.connect(1);
+        assert!(page.has_changed().unwrap(), "online");
+        page.borrow_and_update();
+        let second = presence.connect(1);
+        drop(first);
+        assert!(!page.has_changed().unwrap(), "still online");
+        drop(second);
+        assert!(page.has_changed().unwrap(), "offline");
     }
 
     async fn woken(stream: &mut Connected) -> bool {

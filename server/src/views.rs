@@ -98,71 +98,218 @@ pub fn human_time(unix: i64) -> String {
         .unwrap_or_default()
 }
 
-/// A ticket as a table row shows it.
+/// A moment as a page shows it: a `<time>` element whose `datetime` the page script writes
+/// in the browser's time zone; `utc` is what is read without the script.
+#[derive(Debug, Clone, Serialize)]
+pub struct Moment {
+    pub iso: String,
+    pub utc: String,
+}
+
+impl Moment {
+    pub fn at(unix: i64) -> Self {
+        Moment {
+            iso: rfc3339(unix),
+            utc: human_time(unix),
+        }
+    }
+}
+
+/// Time left as people say it: `25 min`, `2 h 05 min` (the page script writes it the same way).
+pub fn time_left(seconds: i64) -> String {
+    let minutes = (seconds.max(0) + 59) / 60;
+    if minutes < 60 {
+        format!("{minutes} min")
+    } else {
+        format!("{} h {:02} min", minutes / 60, minutes % 60)
+    }
+}
+
+/// What the pages know about how a profile's PINs reach its TV, for every ticket row of it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reach {
+    /// The unused ticket whose PIN is the profile's lock code on the TV now.
+    pub armed: Option<i64>,
+    /// The profile's box gets PINs through its agent, and the agent is not connected.
+    pub tv_offline: bool,
+}
+
+/// Whether a ticket's PIN works on the TV now, in one word for the page script and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Its PIN is the profile's lock code: typing it opens the profile.
+    Ready,
+    /// Being set on the TV.
+    Setting,
+    /// Queued behind another unused PIN of the profile.
+    WaitingTurn,
+    /// Queued until someone's session on the profile ends.
+    WaitingSession,
+    /// Queued until the box's agent connects.
+    WaitingOffline,
+    /// Setting it failed; Retry sends it again.
+    NotSent,
+    /// A newer PIN was set after it.
+    Replaced,
+    InUse,
+    Ended,
+}
+
+/// A delivery failure as a receptionist reads it.
+pub fn plain_reason(message: Option<&str>) -> String {
+    let message = message.unwrap_or("").trim();
+    if let Some(rest) = message.strip_prefix("the Kodi script failed (exit ") {
+        let said = rest.split_once("): ").map(|(_, s)| s.trim()).unwrap_or("");
+        return if said.is_empty() {
+            "Kodi refused the PIN".into()
+        } else {
+            format!("Kodi refused the PIN ({said})")
+        };
+    }
+    if message.contains("timed out") {
+        "the TV did not answer in time".into()
+    } else if message.starts_with("cannot run") {
+        "the server cannot run its Kodi script".into()
+    } else if message.contains("SSH settings") {
+        "the box's SSH settings are incomplete".into()
+    } else if message.contains("killed") {
+        "setting the PIN was interrupted".into()
+    } else if message.is_empty() {
+        "it failed".into()
+    } else {
+        message.to_owned()
+    }
+}
+
+/// A ticket as a table row or card shows it.
 #[derive(Debug, Serialize)]
 pub struct TicketRow {
     pub id: i64,
     pub lock_code: String,
-    pub length: i64,
+    pub length: String,
     pub state: TicketState,
-    pub state_label: &'static str,
-    /// Bootstrap row colour: green unused, red in use, grey ended.
+    pub status: Status,
+    /// The plain state, before its time if it has one: "Ready on TV", "In use until".
+    pub status_text: String,
+    pub status_time: Option<Moment>,
+    /// Why it ended: "time up", "ended early", "removed".
+    pub status_note: Option<&'static str>,
+    /// Bootstrap row colour: green when its PIN works, yellow while it does not yet, red in
+    /// use, grey ended.
     pub row_class: &'static str,
-    pub created_at: String,
-    pub used_at: Option<String>,
-    pub expires_at: Option<String>,
+    pub created_at: Moment,
+    pub used_at: Option<Moment>,
     /// Unix seconds, for the page script that counts down.
     pub expires_at_unix: Option<i64>,
-    pub remaining_minutes: Option<i64>,
+    pub time_left: Option<String>,
     pub is_running: bool,
-    pub delivery_status: Option<String>,
-    /// The last run's message, under the badge while the PIN is not applied.
-    pub delivery_detail: Option<String>,
-    pub delivery_title: String,
-    pub delivery_class: &'static str,
     pub can_retry: bool,
 }
 
 impl TicketRow {
-    pub fn new(t: &Ticket, now: i64) -> Self {
+    pub fn new(t: &Ticket, now: i64, reach: Reach) -> Self {
         let state = t.state_at(now);
-        let (state_label, row_class) = match state {
-            TicketState::Unused => ("unused", "table-success"),
-            TicketState::InUse => ("in use", "table-danger"),
-            TicketState::Expired => ("expired", "table-secondary text-body-secondary"),
-            TicketState::Revoked => ("revoked", "table-secondary text-body-secondary"),
+        let delivery = t.delivery_status.as_deref();
+        let status = match state {
+            TicketState::InUse => Status::InUse,
+            TicketState::Expired | TicketState::Revoked => Status::Ended,
+            TicketState::Unused => match delivery {
+                Some("applied") if reach.armed == Some(t.id) => Status::Ready,
+                Some("applied") => Status::Replaced,
+                Some("failed") => Status::NotSent,
+                _ if reach.tv_offline => Status::WaitingOffline,
+                _ if reach.armed.is_some_and(|a| a != t.id) => Status::WaitingTurn,
+                _ if t
+                    .delivery_message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("in use")) =>
+                {
+                    Status::WaitingSession
+                }
+                _ => Status::Setting,
+            },
+        };
+        let status_text = match status {
+            Status::Ready => "Ready on TV".to_owned(),
+            Status::Setting => "Being set on the TV…".to_owned(),
+            Status::WaitingTurn => "Waiting: another PIN is ready first".to_owned(),
+            Status::WaitingSession => "Waiting: someone is using the profile on the TV".to_owned(),
+            Status::WaitingOffline => "Waiting for the TV (it is offline)".to_owned(),
+            Status::NotSent => format!(
+                "Not sent to the TV: {}",
+                plain_reason(t.delivery_message.as_deref())
+            ),
+            Status::Replaced => "Not on the TV: a newer PIN replaced it".to_owned(),
+            Status::InUse => "In use until".to_owned(),
+            Status::Ended => "Ended".to_owned(),
+        };
+        let status_note = (status == Status::Ended).then(|| {
+            let planned_end = t.used_at.map(|u| u + t.length * 60);
+            match state {
+                TicketState::Revoked => "removed",
+                _ if t.expires_at.zip(planned_end).is_some_and(|(e, p)| e < p) => "ended early",
+                _ => "time up",
+            }
+        });
+        let row_class = match status {
+            Status::Ready => "table-success",
+            Status::InUse => "table-danger",
+            Status::Ended => "table-secondary",
+            _ => "table-warning",
         };
         let is_running = state == TicketState::InUse;
-        let delivery_class = match t.delivery_status.as_deref() {
-            Some("applied") => "text-bg-success",
-            Some("failed") => "text-bg-danger",
-            _ => "text-bg-warning",
-        };
         TicketRow {
             id: t.id,
             lock_code: t.lock_code.clone(),
-            length: t.length,
+            length: time_left(t.length * 60),
             state,
-            state_label,
+            status,
+            status_text,
+            status_time: match status {
+                Status::InUse | Status::Ended => t.expires_at.map(Moment::at),
+                _ => None,
+            },
+            status_note,
             row_class,
-            created_at: human_time(t.created_at),
-            used_at: t.used_at.map(human_time),
-            expires_at: t.expires_at.map(human_time),
+            created_at: Moment::at(t.created_at),
+            used_at: t.used_at.map(Moment::at),
             expires_at_unix: t.expires_at,
-            remaining_minutes: is_running
-                .then(|| t.remaining_seconds_at(now).map(|s| (s + 59) / 60))
+            time_left: is_running
+                .then(|| t.remaining_seconds_at(now).map(time_left))
                 .flatten(),
             is_running,
-            can_retry: t.delivery_status.as_deref() == Some("failed"),
-            delivery_status: t.delivery_status.clone(),
-            delivery_detail: t
-                .delivery_message
-                .clone()
-                .filter(|_| t.delivery_status.as_deref() != Some("applied")),
-            delivery_title: t.delivery_message.clone().unwrap_or_default(),
-            delivery_class,
+            can_retry: status == Status::NotSent,
         }
     }
+}
+
+/// Orders names as people count: "Room 2" before "Room 10", letters without regard to case.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> Vec<(bool, String)> {
+        let mut out: Vec<(bool, String)> = Vec::new();
+        for c in s.chars() {
+            let digit = c.is_ascii_digit();
+            match out.last_mut() {
+                Some((d, chunk)) if *d == digit => chunk.push(c),
+                _ => out.push((digit, c.to_string())),
+            }
+        }
+        out
+    }
+    let (left, right) = (chunks(a), chunks(b));
+    for ((ld, l), (rd, r)) in left.iter().zip(&right) {
+        let order = if *ld && *rd {
+            let (l, r) = (l.trim_start_matches('0'), r.trim_start_matches('0'));
+            l.len().cmp(&r.len()).then_with(|| l.cmp(r))
+        } else {
+            l.to_lowercase().cmp(&r.to_lowercase())
+        };
+        if order.is_ne() {
+            return order;
+        }
+    }
+    left.len().cmp(&right.len()).then_with(|| a.cmp(b))
 }
 
 #[cfg(test)]
@@ -170,8 +317,118 @@ mod tests {
     use super::*;
 
     #[test]
+    fn names_sort_as_people_count() {
+        let mut rooms = vec!["Room 10", "room 2", "Room 1", "Kids", "Room 12", "Room 02b"];
+        rooms.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            rooms,
+            ["Kids", "Room 1", "room 2", "Room 02b", "Room 10", "Room 12"]
+        );
+    }
+
+    #[test]
     fn times_are_written_in_utc() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(human_time(90), "1970-01-01 00:01 UTC");
+    }
+
+    #[test]
+    fn long_times_are_written_in_hours() {
+        assert_eq!(time_left(25 * 60 - 10), "25 min");
+        assert_eq!(time_left(24 * 3600), "24 h 00 min");
+        assert_eq!(time_left(90 * 60), "1 h 30 min");
+    }
+
+    #[test]
+    fn failures_are_told_in_plain_words() {
+        assert_eq!(
+            plain_reason(Some("the Kodi script failed (exit 3): no such profile")),
+            "Kodi refused the PIN (no such profile)"
+        );
+        assert_eq!(
+            plain_reason(Some("the Kodi script timed out after 60 s")),
+            "the TV did not answer in time"
+        );
+    }
+
+    fn ticket(state: &str, delivery: Option<&str>) -> Ticket {
+        Ticket {
+            id: 7,
+            profile_id: 1,
+            profile_name: "Kids".into(),
+            device_id: Some(1),
+            lock_code: "4821".into(),
+            length: 30,
+            state: state.into(),
+            created_at: 0,
+            used_at: None,
+            expires_at: None,
+            delivery_status: delivery.map(str::to_owned),
+            delivery_message: None,
+            delivery_updated_at: None,
+        }
+    }
+
+    #[test]
+    fn only_the_armed_pin_is_ready_on_the_tv() {
+        let armed = Reach {
+            armed: Some(7),
+            tv_offline: false,
+        };
+        let other = Reach {
+            armed: Some(8),
+            tv_offline: false,
+        };
+        let offline = Reach {
+            armed: None,
+            tv_offline: true,
+        };
+        let status = |t: &Ticket, r| TicketRow::new(t, 0, r).status;
+        assert_eq!(
+            status(&ticket("unused", Some("applied")), armed),
+            Status::Ready
+        );
+        assert_eq!(
+            status(&ticket("unused", Some("applied")), other),
+            Status::Replaced
+        );
+        assert_eq!(
+            status(&ticket("unused", Some("pending")), other),
+            Status::WaitingTurn
+        );
+        assert_eq!(
+            status(&ticket("unused", Some("pending")), offline),
+            Status::WaitingOffline
+        );
+        assert_eq!(
+            status(&ticket("unused", Some("failed")), armed),
+            Status::NotSent
+        );
+        let row = TicketRow::new(&ticket("unused", Some("pending")), 0, Reach::default());
+        assert_eq!(
+            (row.status, row.row_class),
+            (Status::Setting, "table-warning")
+        );
+    }
+
+    #[test]
+    fn an_ended_ticket_says_how_it_ended() {
+        let mut t = ticket("expired", Some("applied"));
+        t.used_at = Some(0);
+        t.expires_at = Some(30 * 60);
+        assert_eq!(
+            TicketRow::new(&t, 3600, Reach::default()).status_note,
+            Some("time up")
+        );
+        t.expires_at = Some(60);
+        assert_eq!(
+            TicketRow::new(&t, 3600, Reach::default()).status_note,
+            Some("ended early")
+        );
+        t.state = "revoked".into();
+        assert_eq!(
+            TicketRow::new(&t, 3600, Reach::default()).status_note,
+            Some("removed")
+        );
     }
 }

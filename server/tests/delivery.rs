@@ -51,7 +51,8 @@ async fn a_new_ticket_is_applied_to_kodi_and_logged() {
     );
 
     let (_, body) = s.page(&format!("/profiles/{kids}")).await;
-    assert!(body.contains(">applied<"), "{body}");
+    assert!(body.contains(r#"data-status="ready""#), "{body}");
+    assert!(body.contains("Ready on TV"), "{body}");
 }
 
 #[rocket::async_test]
@@ -66,7 +67,8 @@ async fn a_failed_run_shows_on_the_ticket_and_can_be_retried() {
     assert!(message.unwrap().contains("exit 3"));
     let (_, body) = s.page(&format!("/profiles/{kids}")).await;
     assert!(
-        body.contains(">failed<") && body.contains(">Retry<"),
+        body.contains("Not sent to the TV: Kodi refused the PIN (fake kodi: done)")
+            && body.contains(">Retry<"),
         "{body}"
     );
 
@@ -105,7 +107,10 @@ async fn a_busy_kodi_is_retried_later_not_failed() {
         .unwrap();
     assert!(next >= 10, "retried later, not at once ({next} s)");
     let (_, body) = s.page(&format!("/profiles/{kids}")).await;
-    assert!(body.contains("waiting for the session to end"), "{body}");
+    assert!(
+        body.contains("Waiting: someone is using the profile on the TV"),
+        "{body}"
+    );
 }
 
 #[rocket::async_test]

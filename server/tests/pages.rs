@@ -302,18 +302,39 @@ async fn profiles_can_be_created_renamed_and_deleted() {
 }
 
 #[rocket::async_test]
-async fn the_profile_list_counts_unused_and_running_tickets() {
+async fn the_start_page_shows_every_profile_at_a_glance_in_natural_order() {
     let s = TestServer::start().await;
     s.login_admin().await;
-    let (token, kids) = s.local_box_with_profile("TV", "Kids").await;
-    let a = s.create_ticket(kids, 30).await;
-    s.create_ticket(kids, 30).await;
-    s.create_ticket(kids, 60).await;
+    let (token, room10) = s.local_box_with_profile("TV", "Room 10").await;
+    let tv = s.device_id("TV").await;
+    let room2 = s.create_profile_on("Room 2", tv).await;
+    s.create_profile_on("Room 1", tv).await;
+    let a = s.create_ticket(room10, 30).await;
+    s.create_ticket(room10, 30).await;
+    s.create_ticket(room2, 60).await;
     s.api_login(&token, &format!(r#"{{"lock_code":"{a}"}}"#))
         .await;
     let (_, body) = s.page("/profiles").await;
-    assert!(body.contains(r#"text-bg-success">2<"#), "{body}");
-    assert!(body.contains(r#"text-bg-danger">1<"#), "{body}");
+    let at = |name: &str| body.find(&format!(">{name}</a>")).unwrap();
+    assert!(
+        at("Room 1") < at("Room 2") && at("Room 2") < at("Room 10"),
+        "{body}"
+    );
+    let card = |id: i64| {
+        let start = body.find(&format!(r#"id="profile-{id}""#)).unwrap();
+        body[start..start + body[start..].find("</section>").unwrap()].to_owned()
+    };
+    let busy = card(room10);
+    assert!(busy.contains(r#"data-status="in_use""#), "{busy}");
+    assert!(busy.contains(&a) && busy.contains("In use until"), "{busy}");
+    assert!(
+        busy.contains("+15 min") && busy.contains("End now"),
+        "{busy}"
+    );
+    assert!(busy.contains("+1 more waiting"), "{busy}");
+    let waiting = card(room2);
+    assert!(!waiting.contains("End now"), "{waiting}");
+    assert!(waiting.contains("New ticket"), "{waiting}");
 }
 
 #[rocket::async_test]
@@ -324,19 +345,42 @@ async fn tickets_show_green_then_red_with_minutes_left() {
     let pin = s.create_ticket(kids, 30).await;
     let (_, body) = s.page(&format!("/profiles/{kids}")).await;
     assert!(
-        body.contains(r#"<tr class="table-success" data-state="unused">"#),
+        body.contains(r#"<td class="pin" data-label="PIN">"#) && body.contains(&pin),
         "{body}"
     );
-    assert!(body.contains(&format!(r#"<td class="pin">{pin}</td>"#)));
+    // Green only once the PIN works on the TV.
+    s.eventually("the PIN applied", |s| {
+        s.applied().contains(&format!("Kids:{pin}"))
+    })
+    .await;
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = s.page(&format!("/profiles/{kids}")).await.1;
+        if body.contains(r#"data-status="ready""#) {
+            break;
+        }
+        rocket::tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        body.contains(r#"class="table-success""#) && body.contains("Ready on TV"),
+        "{body}"
+    );
 
     s.api_login(&token, &format!(r#"{{"lock_code":"{pin}"}}"#))
         .await;
     let (_, body) = s.page(&format!("/profiles/{kids}")).await;
     assert!(
-        body.contains(r#"<tr class="table-danger" data-state="in_use">"#),
+        body.contains(r#"class="table-danger""#)
+            && body.contains(r#"data-state="in_use" data-status="in_use""#),
         "{body}"
     );
     assert!(body.contains("30 min left"), "{body}");
+    // The end in the browser's time zone by script, in UTC without it.
+    assert!(body.contains("In use until <time datetime=\""), "{body}");
+    assert!(
+        !body.contains("Ready on TV"),
+        "a used PIN is no longer ready"
+    );
 
     // Time runs out: the row turns grey and the PIN is free again.
     sqlx::query(
@@ -348,6 +392,60 @@ async fn tickets_show_green_then_red_with_minutes_left() {
     let (_, body) = s.page(&format!("/profiles/{kids}")).await;
     assert!(body.contains(r#"data-state="expired""#), "{body}");
     assert!(body.contains("table-secondary"));
+    assert!(body.contains("(time up)"), "{body}");
+    assert!(!body.contains("+15 min"), "no actions of a running ticket");
+}
+
+#[rocket::async_test]
+async fn a_pin_for_an_offline_box_says_it_waits_and_the_page_warns() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    s.device_token("Living room").await;
+    let device: i64 = sqlx::query_scalar("SELECT id FROM devices")
+        .fetch_one(&s.pool())
+        .await
+        .unwrap();
+    let (_, form) = s.page("/profiles/new").await;
+    assert!(
+        form.contains("Its agent on the box sets each PIN"),
+        "{form}"
+    );
+    assert!(form.contains("Only when Kodi runs on the same machine as this server"));
+    assert!(
+        !form.contains("checked"),
+        "nothing is chosen for the admin: {form}"
+    );
+    let res = s
+        .post_form(
+            "/profiles",
+            &[("name", "Kids"), ("device", &device.to_string())],
+        )
+        .await;
+    let kids: i64 = location(&res).unwrap()["/profiles/".len()..]
+        .parse()
+        .unwrap();
+    let res = s
+        .post_form(&format!("/profiles/{kids}/tickets"), &[("length", "1440")])
+        .await;
+    let flash = res.cookies().get("_flash").unwrap().value().to_owned();
+    assert!(
+        flash.contains("is being set on the TV for “Kids”") && flash.contains("(24 h 00 min)"),
+        "{flash}"
+    );
+    let (_, body) = s.page(&format!("/profiles/{kids}")).await;
+    assert!(body.contains("“Living room” is offline"), "{body}");
+    assert!(
+        body.contains(r#"class="table-warning""#),
+        "not green: {body}"
+    );
+    assert!(
+        body.contains("Waiting for the TV (it is offline)"),
+        "{body}"
+    );
+    assert!(
+        body.contains("24 h 00 min"),
+        "a day is written in hours: {body}"
+    );
 }
 
 #[rocket::async_test]
@@ -375,7 +473,7 @@ async fn live_tickets_are_all_shown_and_ended_ones_a_page_at_a_time() {
             return Vec::new();
         };
         let part = &body[start..start + body[start..].find("</tbody>").unwrap()];
-        part.split(r#"<td class="pin">"#)
+        part.split(r#"<td class="pin" data-label="PIN">"#)
             .skip(1)
             .map(|rest| rest[..4].to_string())
             .collect()
@@ -588,4 +686,196 @@ async fn every_page_carries_security_headers_and_styles_from_this_server() {
         css.contains("Bootstrap  v5.3.8") || css.contains("Bootstrap v5.3.8"),
         "pinned version"
     );
+}
+
+/// Reads a page's event stream until `needle` arrives (or the stream ends: `false`).
+async fn read_until(
+    stream: &mut rocket::local::asynchronous::LocalResponse<'_>,
+    seen: &mut String,
+    needle: &str,
+) -> bool {
+    use rocket::tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let read = async {
+        while !seen.contains(needle) {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        true
+    };
+    // A guard against a hang, not a measure of speed.
+    rocket::tokio::time::timeout(std::time::Duration::from_secs(20), read)
+        .await
+        .expect("the stream neither sent it nor ended")
+}
+
+#[rocket::async_test]
+async fn an_open_page_hears_a_pin_used_and_its_stream_ends_at_logout() {
+    let s = TestServer::start().await;
+    assert_eq!(
+        location(&s.client.get("/events").dispatch().await),
+        Some("/login"),
+        "no stream without a login"
+    );
+    s.login_admin().await;
+    let (token, kids) = s.local_box_with_profile("TV", "Kids").await;
+    let pin = s.create_ticket(kids, 30).await;
+    let mut stream = s.client.get("/events").dispatch().await;
+    assert_eq!(stream.status(), Status::Ok);
+    assert_eq!(
+        stream.content_type(),
+        Some(rocket::http::ContentType::EventStream)
+    );
+    let mut seen = String::new();
+    assert!(read_until(&mut stream, &mut seen, "event:ready").await);
+    seen.clear();
+
+    s.api_login(&token, &format!(r#"{{"lock_code":"{pin}"}}"#))
+        .await;
+    assert!(
+        read_until(&mut stream, &mut seen, "event:change").await,
+        "{seen}"
+    );
+    let (_, body) = s.page(&format!("/profiles/{kids}")).await;
+    assert!(
+        body.contains(r#"data-state="in_use""#),
+        "the page reads it red"
+    );
+
+    s.post_form("/logout", &[]).await;
+    seen.clear();
+    assert!(
+        !read_until(&mut stream, &mut seen, "never sent").await,
+        "the stream ends once the admin logged out"
+    );
+}
+
+#[rocket::async_test]
+async fn an_open_page_hears_the_time_up() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let (token, kids) = s.local_box_with_profile("TV", "Kids").await;
+    let pin = s.create_ticket(kids, 30).await;
+    s.api_login(&token, &format!(r#"{{"lock_code":"{pin}"}}"#))
+        .await;
+    let mut stream = s.client.get("/events").dispatch().await;
+    let mut seen = String::new();
+    assert!(read_until(&mut stream, &mut seen, "event:ready").await);
+    seen.clear();
+    // The time left runs out two seconds from now; the server looks again at its next
+    // change (here another ticket issued).
+    sqlx::query("UPDATE tickets SET expires_at = strftime('%s', 'now') + 2")
+        .execute(&s.pool())
+        .await
+        .unwrap();
+    s.create_ticket(kids, 30).await;
+    assert!(read_until(&mut stream, &mut seen, "event:change").await);
+    // Changes come until the time up; then the page reads the ticket ended.
+    loop {
+        let (_, body) = s.page(&format!("/profiles/{kids}")).await;
+        if body.contains(r#"data-state="expired""#) {
+            assert!(!body.contains("+15 min"));
+            break;
+        }
+        seen.clear();
+        assert!(
+            read_until(&mut stream, &mut seen, "event:change").await,
+            "no change announced at the time up"
+        );
+    }
+}
+
+#[rocket::async_test]
+async fn refused_forms_come_back_with_what_was_typed_once() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let res = s
+        .post_form("/profiles", &[("name", "Room/12"), ("device", "")])
+        .await;
+    assert_eq!(location(&res), Some("/profiles/new"));
+    let (_, form) = s.page("/profiles/new").await;
+    assert!(form.contains(r#"value="Room/12""#), "{form}");
+    assert!(form.contains("Not created"), "{form}");
+    assert!(
+        form.contains(r#"value="" required checked"#),
+        "the chosen way too: {form}"
+    );
+    let (_, again) = s.page("/profiles/new").await;
+    assert!(!again.contains("Room/12"), "kept for one showing only");
+
+    let kids = s.create_profile("Kids").await;
+    s.post_form(&format!("/profiles/{kids}/tickets"), &[("length", "1441")])
+        .await;
+    let (_, form) = s.page(&format!("/profiles/{kids}/tickets/new")).await;
+    assert!(
+        form.contains(r#"value="1441" required"#),
+        "not reset to 30: {form}"
+    );
+
+    s.device_token("Living room").await;
+    let device: i64 = sqlx::query_scalar("SELECT id FROM devices")
+        .fetch_one(&s.pool())
+        .await
+        .unwrap();
+    s.post_form(
+        &format!("/devices/{device}/delivery"),
+        &[
+            ("delivery", "ssh"),
+            ("ssh_user", "kodi"),
+            ("ssh_host", "tv.lan"),
+            ("ssh_port", "70000"),
+            ("ssh_key_path", "/srv/keys/tv"),
+        ],
+    )
+    .await;
+    let (_, list) = s.page("/devices").await;
+    assert!(list.contains("Not changed for “Living room”"), "{list}");
+    for typed in ["kodi", "tv.lan", "70000", "/srv/keys/tv"] {
+        assert!(
+            list.contains(&format!(r#"value="{typed}""#)),
+            "{typed}: {list}"
+        );
+    }
+    assert!(
+        list.contains("<details class=\"small mt-1\" open>"),
+        "{list}"
+    );
+}
+
+#[rocket::async_test]
+async fn deleting_or_ending_a_running_ticket_says_someone_is_watching() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let (token, kids) = s.local_box_with_profile("TV", "Kids").await;
+    let pin = s.create_ticket(kids, 30).await;
+    let (_, page) = s.page(&format!("/profiles/{kids}")).await;
+    assert!(
+        page.contains(&format!(r#"aria-label="Delete ticket {pin}""#)),
+        "{page}"
+    );
+    s.api_login(&token, &format!(r#"{{"lock_code":"{pin}"}}"#))
+        .await;
+    let id: i64 = sqlx::query_scalar("SELECT id FROM tickets")
+        .fetch_one(&s.pool())
+        .await
+        .unwrap();
+    let (_, confirm) = s.page(&format!("/tickets/{id}/delete")).await;
+    assert!(confirm.contains("Someone is watching"), "{confirm}");
+    let (_, confirm) = s.page(&format!("/profiles/{kids}/delete")).await;
+    assert!(confirm.contains("Someone is watching “Kids”"), "{confirm}");
+    let (_, confirm) = s.page(&format!("/tickets/{id}/end")).await;
+    assert!(
+        confirm.contains("The server logs “Kids” off on this machine within seconds"),
+        "the server's own machine ends sessions itself: {confirm}"
+    );
+    let res = s.post_form(&format!("/tickets/{id}/end"), &[]).await;
+    let flash = res.cookies().get("_flash").unwrap().value().to_owned();
+    assert!(
+        !flash.contains("logs the profile off"),
+        "no claim the TV logs off: {flash}"
+    );
+    let (_, page) = s.page(&format!("/profiles/{kids}")).await;
+    assert!(page.contains("(ended early)"), "{page}");
 }

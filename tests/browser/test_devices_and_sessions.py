@@ -25,14 +25,15 @@ from selenium.webdriver.support.ui import Select
 
 from test_walkthrough import (
     classes,
-    delivery_badge,
     fill,
     flash,
     issue_ticket,
     kodi_login,
+    create_profile,
     log_in_first_time,
     severe,
     submit,
+    ticket_status,
     wait,
     wait_for_path,
 )
@@ -167,7 +168,7 @@ def ticket_cells(driver, state: str) -> tuple:
 
 
 def row_button(row, label: str):
-    found = row.find_elements(By.XPATH, f".//button[normalize-space()='{label}']")
+    found = row.find_elements(By.XPATH, f".//*[self::button or self::a][normalize-space()='{label}']")
     return found[0] if found else None
 
 
@@ -222,20 +223,14 @@ def test_device_with_agent_and_running_session(server, browser, artifacts, strea
     # 3. A profile on the device; its ticket goes to the agent, not to the local script.
     driver.find_element(By.XPATH, "//nav//a[normalize-space()='Profiles']").click()
     wait_for_path(driver, "/profiles")
-    driver.find_element(By.LINK_TEXT, "New profile").click()
-    wait_for_path(driver, "/profiles/new")
-    fill(driver, name=PROFILE)
-    Select(driver.find_element(By.ID, "device")).select_by_visible_text(DEVICE)
-    driver.find_element(By.XPATH, "//main//form//button[normalize-space()='Save']").click()
-    profile_id = int(wait_for_path(driver, r"/profiles/(\d+)").group(1))
+    profile_id = create_profile(driver, PROFILE, box=DEVICE)
     where = driver.find_element(By.CSS_SELECTOR, "main h1 + div").text
     assert where.startswith(f"On {DEVICE}"), where
 
     driver.find_element(By.CSS_SELECTOR, "nav .breadcrumb a[href='/profiles']").click()
     wait_for_path(driver, "/profiles")
-    headings = [th.text for th in driver.find_elements(By.CSS_SELECTOR, "main table thead th")]
-    cells = [td.text for td in driver.find_elements(By.CSS_SELECTOR, "main table tbody tr td")]
-    assert dict(zip(headings, cells)).get("Kodi box") == DEVICE, (headings, cells)
+    card = driver.find_element(By.ID, f"profile-{profile_id}").text
+    assert f"on {DEVICE}" in card, card
     driver.find_element(By.LINK_TEXT, PROFILE).click()
     wait_for_path(driver, rf"/profiles/{profile_id}")
 
@@ -244,7 +239,8 @@ def test_device_with_agent_and_running_session(server, browser, artifacts, strea
     seen, arm = stream.next_event("arm", seen, lambda d: d.get("lock_code") == pin)
     assert arm["profile"] == PROFILE and arm["type"] == "arm", arm
     assert_kodi_script_not_run(server)
-    assert delivery_badge(driver) == "pending"
+    assert ticket_status(driver) == "setting"
+    assert "Being set on the TV" in driver.find_element(By.CSS_SELECTOR, "#tickets tbody tr").text
     assert not driver.find_elements(By.ID, "armed-pin")
 
     status, body = server.api(token, f"/api/agent/deliveries/{arm['delivery_id']}", {
@@ -253,10 +249,10 @@ def test_device_with_agent_and_running_session(server, browser, artifacts, strea
     assert status == 200, (status, body)
     driver.refresh()
     wait_for_path(driver, rf"/profiles/{profile_id}")
-    badge = driver.find_element(By.CSS_SELECTOR, "#tickets tr[data-state='unused'] .badge")
-    assert badge.text == "applied" and "text-bg-success" in classes(badge), badge.get_attribute("outerHTML")
+    row = driver.find_element(By.CSS_SELECTOR, "#tickets tr[data-state='unused']")
+    assert ticket_status(driver) == "ready" and "table-success" in classes(row), row.get_attribute("outerHTML")
     assert driver.find_element(By.ID, "armed-pin").text == pin
-    assert f"PIN armed on the TV now: {pin}" in driver.find_element(By.CSS_SELECTOR, "main h1 + div").text
+    assert f"Ready on TV now: PIN {pin}" in driver.find_element(By.CSS_SELECTOR, "main h1 + div").text
 
     # 4. The Kodi box uses the PIN: the session reaches the agent; +15 min, then end it.
     status, body = kodi_login(server, token, pin)
@@ -287,14 +283,20 @@ def test_device_with_agent_and_running_session(server, browser, artifacts, strea
     assert unix(session["expires_at"]) == first_end + 15 * 60, (session, first_end)
     driver.save_screenshot(str(artifacts / "profile-running.png"))
 
+    # End now asks first: someone is watching.
     row_button(row, "End now").click()
+    wait_for_path(driver, rf"/tickets/\d+/end")
+    question = driver.find_element(By.CSS_SELECTOR, "main .card").text
+    assert "Someone may be watching right now" in question and "within seconds" in question, question
+    driver.find_element(By.XPATH, f"//main//button[normalize-space()='End ticket {pin} now']").click()
     wait_for_path(driver, rf"/profiles/{profile_id}")
     wait(driver).until(lambda d: flash(d) is not None)
     kind, text = flash(driver)
-    assert kind == "success" and text.startswith(f"Ticket {pin} ended"), (kind, text)
+    assert kind == "success" and text.startswith(f"Ticket {pin} ended. The TV logs the profile off"), (kind, text)
     row, cell = ticket_cells(driver, "expired")
-    assert {"table-secondary", "text-body-secondary"} <= classes(row), row.get_attribute("class")
-    assert cell["State"] == "expired" and cell["Time left"].startswith("ended "), cell
+    assert "table-secondary" in classes(row), row.get_attribute("class")
+    assert re.fullmatch(r"Ended \d\d:\d\d \(ended early\)", cell["State"]), cell
+    assert cell["Time left"] == "—", cell
     assert row_button(row, "+15 min") is None and row_button(row, "End now") is None
     seen, session = stream.next_event(
         "session", seen + 1, lambda d: d.get("ticket_id") == arm["ticket_id"])

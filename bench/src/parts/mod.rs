@@ -2,6 +2,7 @@
 
 pub(crate) mod agents;
 pub(crate) mod api;
+pub(crate) mod live;
 pub(crate) mod logins;
 pub(crate) mod pages;
 
@@ -30,6 +31,8 @@ pub(crate) struct Bench {
     pub(crate) p_create: i64,
     pub(crate) p_filler: i64,
     pub(crate) p_latency: i64,
+    /// The profile whose row the open pages watch turn red.
+    pub(crate) p_live: i64,
     /// The simulated agents' devices (id, token) and their profiles, in the same order.
     pub(crate) sims: Vec<(i64, String)>,
     pub(crate) sim_profiles: Vec<i64>,

@@ -11,26 +11,12 @@ pub struct Profile {
     pub device_name: Option<String>,
 }
 
-/// A profile with its ticket counts, for the list page.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
-pub struct ProfileSummary {
-    pub id: i64,
-    pub name: String,
-    pub device_name: Option<String>,
-    pub unused: i64,
-    pub in_use: i64,
-}
-
-pub async fn list(pool: &Pool) -> Result<Vec<ProfileSummary>, sqlx::Error> {
+/// Every profile with its box, for the start page.
+pub async fn list(pool: &Pool) -> Result<Vec<Profile>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT p.id, p.name, d.name AS device_name,
-                COUNT(t.id) FILTER (WHERE t.state = 'unused') AS unused,
-                COUNT(t.id) FILTER (WHERE t.state = 'in_use' AND t.expires_at > ?) AS in_use
-         FROM profiles p LEFT JOIN tickets t ON t.profile_id = p.id
-         LEFT JOIN devices d ON d.id = p.device_id
-         GROUP BY p.id ORDER BY p.name COLLATE NOCASE",
+        "SELECT p.id, p.name, p.device_id, d.name AS device_name
+         FROM profiles p LEFT JOIN devices d ON d.id = p.device_id",
     )
-    .bind(now())
     .fetch_all(pool)
     .await
 }

@@ -84,3 +84,11 @@ where
         .await?;
     Ok(())
 }
+
+/// Whether the session is still there (not logged out, not ended by a password change).
+pub async fn exists(pool: &Pool, token_hash: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sessions WHERE token_hash = ?)")
+        .bind(token_hash)
+        .fetch_one(pool)
+        .await
+}

@@ -334,6 +334,41 @@ pub async fn extend(pool: &Pool, id: i64, minutes: i64) -> Result<bool, sqlx::Er
     Ok(r.rows_affected() > 0)
 }
 
+/// When the next running ticket's time is up, after `now`.
+pub async fn next_time_up(pool: &Pool, now: i64) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT MIN(expires_at) FROM tickets WHERE state = 'in_use' AND expires_at > ?",
+    )
+    .bind(now)
+    .fetch_one(pool)
+    .await
+}
+
+/// Every profile's live tickets (unused or running), newest first.
+pub async fn live_all(pool: &Pool) -> Result<Vec<Ticket>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE t.state IN ('unused', 'in_use') ORDER BY t.id DESC"
+    ))
+    .fetch_all(pool)
+    .await
+}
+
+/// Per profile, the unused ticket whose PIN was applied to Kodi last (Kodi holds it now):
+/// `(profile id, ticket id)`.
+pub async fn armed_all(pool: &Pool) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT profile_id, id FROM (
+             SELECT t.profile_id, t.id, t.state,
+                    ROW_NUMBER() OVER (PARTITION BY t.profile_id
+                                       ORDER BY d.updated_at DESC, t.id DESC) AS n
+             FROM tickets t JOIN deliveries d ON d.ticket_id = t.id
+             WHERE d.status = 'applied')
+         WHERE n = 1 AND state = 'unused'",
+    )
+    .fetch_all(pool)
+    .await
+}
+
 /// A profile's live tickets (unused or running), newest first.
 pub async fn live_for_profile(pool: &Pool, profile_id: i64) -> Result<Vec<Ticket>, sqlx::Error> {
     sqlx::query_as(&format!(

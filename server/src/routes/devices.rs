@@ -12,8 +12,10 @@ use crate::db::{devices, Db};
 use crate::delivery::Waker;
 use crate::error::{Error, Result};
 use crate::presence::Presence;
-use crate::views::{human_time, render, Chrome};
+use crate::typed::{self, Typed};
+use crate::views::{render, Chrome, Moment};
 use crate::{token, validate};
+use rocket::http::CookieJar;
 use rocket::State;
 
 pub fn routes() -> Vec<Route> {
@@ -34,9 +36,11 @@ struct DeviceRow {
     /// Kodi enforces profile PINs only under a master lock: warn when the agent saw none.
     master_lock_off: bool,
     kodi_unreachable: bool,
-    created_at: String,
-    last_seen_at: Option<String>,
-    revoked_at: Option<String>,
+    /// The SSH settings are shown open: they were just refused, with what was typed.
+    ssh_open: bool,
+    created_at: Moment,
+    last_seen_at: Option<Moment>,
+    revoked_at: Option<Moment>,
 }
 
 #[derive(Serialize)]
@@ -57,11 +61,27 @@ async fn list_page(
     presence: &Presence,
     chrome: Chrome,
     new_token: Option<NewToken>,
+    typed: Typed,
 ) -> Result<Template> {
+    let refused = typed.get("device").and_then(|id| id.parse::<i64>().ok());
     let devices = devices::list(db)
         .await?
         .into_iter()
-        .map(|d| DeviceRow {
+        .map(|mut d| {
+            let ssh_open = refused == Some(d.id);
+            if ssh_open {
+                let field = |name| typed.get(name).map(str::to_owned);
+                d.ssh_user = field("ssh_user");
+                d.ssh_host = field("ssh_host");
+                d.ssh_port = field("ssh_port")
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(d.ssh_port);
+                d.ssh_key_path = field("ssh_key_path");
+            }
+            (d, ssh_open)
+        })
+        .map(|(d, ssh_open)| DeviceRow {
+            ssh_open,
             online: d.revoked_at.is_none() && presence.is_online(d.id),
             master_lock_off: d.master_lock == Some(false),
             kodi_unreachable: d.kodi_reachable == Some(false),
@@ -73,9 +93,9 @@ async fn list_page(
             ssh_key_path: d.ssh_key_path,
             id: d.id,
             name: d.name,
-            created_at: human_time(d.created_at),
-            last_seen_at: d.last_seen_at.map(human_time),
-            revoked_at: d.revoked_at.map(human_time),
+            created_at: Moment::at(d.created_at),
+            last_seen_at: d.last_seen_at.map(Moment::at),
+            revoked_at: d.revoked_at.map(Moment::at),
         })
         .collect();
     Ok(render(
@@ -92,8 +112,9 @@ pub async fn list(
     db: &Db,
     presence: &State<Presence>,
     chrome: Chrome,
+    typed: Typed,
 ) -> Result<Template> {
-    list_page(db, presence, chrome, None).await
+    list_page(db, presence, chrome, None, typed).await
 }
 
 #[derive(FromForm)]
@@ -142,6 +163,7 @@ pub async fn create(
                 presence,
                 chrome,
                 Some(NewToken { name, token }),
+                Typed::default(),
             )
             .await?))
         }
@@ -256,6 +278,7 @@ pub async fn set_delivery(
     id: i64,
     form: CsrfForm<DeliveryForm>,
     db: &Db,
+    cookies: &CookieJar<'_>,
 ) -> Result<Flash<Redirect>> {
     let form = form.0;
     let back = |message: String| Flash::error(Redirect::to(uri!(list)), message);
@@ -263,7 +286,25 @@ pub async fn set_delivery(
         "agent" | "local" => None,
         "ssh" => match ssh_target(&form) {
             Ok(target) => Some(target),
-            Err(why) => return Ok(back(format!("Not changed: {why}."))),
+            Err(why) => {
+                let name = devices::list(db)
+                    .await?
+                    .into_iter()
+                    .find(|d| d.id == id)
+                    .ok_or(Error::NotFound)?
+                    .name;
+                typed::remember(
+                    cookies,
+                    &[
+                        ("device", &id.to_string()),
+                        ("ssh_user", &form.ssh_user),
+                        ("ssh_host", &form.ssh_host),
+                        ("ssh_port", &form.ssh_port),
+                        ("ssh_key_path", &form.ssh_key_path),
+                    ],
+                );
+                return Ok(back(format!("Not changed for “{name}”: {why}.")));
+            }
         },
         _ => return Ok(back("Not changed: choose agent, ssh or local.".into())),
     };

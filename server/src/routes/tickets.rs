@@ -7,21 +7,31 @@ use rocket_dyn_templates::Template;
 use serde::Serialize;
 
 use super::profiles;
+use rocket::http::CookieJar;
+
 use crate::auth::{Admin, CsrfForm, CsrfProtected};
+use crate::config::AppConfig;
+use crate::db::devices::Device;
 use crate::db::profiles::Profile;
-use crate::db::tickets::Created;
+use crate::db::tickets::{Created, Ticket};
 use crate::db::{self, deliveries, Db};
 use crate::delivery::Waker;
 use crate::error::{Error, Result};
+use crate::presence::Presence;
+use crate::typed::{self, Typed};
 use crate::validate;
+use crate::views::{Chrome, TicketRow};
+use kodi_tickets_protocol::TicketState;
 
 pub fn routes() -> Vec<Route> {
     routes![
         new_page,
         create,
+        pin_page,
         delete_page,
         delete,
         retry,
+        end_page,
         end_now,
         extend
     ]
@@ -40,6 +50,8 @@ struct FormPage {
     quick_lengths: [i64; 5],
     min: i64,
     max: i64,
+    /// The length in the box: what was typed before a refusal, else 30.
+    length: String,
 }
 
 #[get("/profiles/<profile_id>/tickets/new")]
@@ -48,6 +60,7 @@ pub async fn new_page(
     profile_id: i64,
     db: &Db,
     chrome: crate::views::Chrome,
+    typed: Typed,
 ) -> Result<Template> {
     let profile = db::profiles::find(db, profile_id)
         .await?
@@ -57,6 +70,7 @@ pub async fn new_page(
         quick_lengths: QUICK_LENGTHS,
         min: validate::LENGTH_MIN,
         max: validate::LENGTH_MAX,
+        length: typed.get("length").unwrap_or("30").to_owned(),
     };
     Ok(crate::views::render(
         "tickets/form",
@@ -86,8 +100,12 @@ pub async fn create(
     form: CsrfForm<TicketForm>,
     db: &Db,
     waker: &State<Waker>,
+    cookies: &CookieJar<'_>,
 ) -> Result<Flash<Redirect>> {
-    let back = |message: String| Flash::error(Redirect::to(uri!(new_page(profile_id))), message);
+    let back = |message: String| {
+        typed::remember(cookies, &[("length", &form.0.length)]);
+        Flash::error(Redirect::to(uri!(new_page(profile_id))), message)
+    };
     let length = match validate::length(&form.0.length) {
         Ok(length) => length,
         Err(why) => return Ok(back(format!("No ticket issued: {why}."))),
@@ -101,9 +119,15 @@ pub async fn create(
             ..
         } => {
             waker.wake(device_id);
+            let profile = db::profiles::find(db, profile_id).await?;
+            let name = profile.map(|p| p.name).unwrap_or_default();
             Ok(Flash::success(
                 back_to_profile(profile_id),
-                format!("Ticket {lock_code} issued for {length} minutes."),
+                format!(
+                    "PIN {lock_code} ({}) is being set on the TV for “{name}”… \
+                     Its row turns green when it works.",
+                    crate::views::time_left(length * 60)
+                ),
             ))
         }
         Created::NoFreeCode => Ok(back(
@@ -113,6 +137,36 @@ pub async fn create(
         )),
         Created::ProfileNotFound => Err(Error::NotFound),
     }
+}
+
+#[derive(Serialize)]
+struct PinPage {
+    profile_id: i64,
+    profile_name: String,
+    row: TicketRow,
+}
+
+/// The PIN alone, big, for handing a phone to a child or a guest.
+#[get("/tickets/<id>/pin")]
+pub async fn pin_page(
+    _admin: Admin,
+    id: i64,
+    db: &Db,
+    presence: &State<Presence>,
+    config: &State<AppConfig>,
+    chrome: Chrome,
+) -> Result<Template> {
+    let ticket = db::tickets::find(db, id).await?.ok_or(Error::NotFound)?;
+    let profile = db::profiles::find(db, ticket.profile_id)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let (reach, _) = profiles::reach_of(db, presence, config, &profile).await?;
+    let page = PinPage {
+        profile_id: profile.id,
+        profile_name: profile.name,
+        row: TicketRow::new(&ticket, db::now(), reach),
+    };
+    Ok(crate::views::render("tickets/pin", "PIN", chrome, page))
 }
 
 #[get("/tickets/<id>/delete")]
@@ -128,7 +182,13 @@ pub async fn delete_page(
             "Delete ticket {} of “{}”?",
             ticket.lock_code, ticket.profile_name
         ),
-        detail: "Its PIN will no longer be accepted by the server.".into(),
+        detail: if ticket.state_at(db::now()) == TicketState::InUse {
+            "Someone is watching on this ticket right now. Its PIN will no longer be accepted \
+             by the server."
+                .into()
+        } else {
+            "Its PIN will no longer be accepted by the server.".into()
+        },
         action: uri!(delete(id)).to_string(),
         button: "Delete ticket".into(),
         cancel: uri!(profiles::show(ticket.profile_id, _)).to_string(),
@@ -183,6 +243,65 @@ pub async fn retry(
     }
 }
 
+/// What ending a session does on the TV, said truthfully for the profile's box.
+fn what_the_tv_does(ticket: &Ticket, device: Option<&Device>, online: bool) -> String {
+    match device {
+        Some(d) if d.delivery == "agent" && online => {
+            "The TV logs the profile off within seconds.".into()
+        }
+        Some(d) if d.delivery == "agent" => format!(
+            "“{}” is offline: the TV logs the profile off when it is back online.",
+            d.name
+        ),
+        Some(d) if d.delivery == "ssh" => format!(
+            "The server logs “{}” off on the TV within seconds, over SSH.",
+            ticket.profile_name
+        ),
+        _ => format!(
+            "The server logs “{}” off on this machine within seconds.",
+            ticket.profile_name
+        ),
+    }
+}
+
+async fn device_of(db: &Db, ticket: &Ticket) -> Result<Option<Device>> {
+    Ok(match ticket.device_id {
+        Some(id) => db::devices::list(db)
+            .await?
+            .into_iter()
+            .find(|d| d.id == id),
+        None => None,
+    })
+}
+
+/// Ending a session is asked first: it stops someone who is watching.
+#[get("/tickets/<id>/end")]
+pub async fn end_page(
+    _admin: Admin,
+    id: i64,
+    db: &Db,
+    presence: &State<Presence>,
+    chrome: Chrome,
+) -> Result<Template> {
+    let ticket = db::tickets::find(db, id).await?.ok_or(Error::NotFound)?;
+    let device = device_of(db, &ticket).await?;
+    let online = ticket.device_id.is_some_and(|d| presence.is_online(d));
+    let page = super::Confirm {
+        question: format!(
+            "End ticket {} of “{}” now?",
+            ticket.lock_code, ticket.profile_name
+        ),
+        detail: format!(
+            "Someone may be watching right now. {}",
+            what_the_tv_does(&ticket, device.as_ref(), online)
+        ),
+        action: uri!(end_now(id)).to_string(),
+        button: format!("End ticket {} now", ticket.lock_code),
+        cancel: uri!(profiles::show(ticket.profile_id, _)).to_string(),
+    };
+    Ok(crate::views::render("confirm", "End ticket", chrome, page))
+}
+
 #[post("/tickets/<id>/end", data = "<_form>")]
 pub async fn end_now(
     _admin: Admin,
@@ -190,22 +309,26 @@ pub async fn end_now(
     _form: CsrfForm<super::PlainForm>,
     db: &Db,
     waker: &State<Waker>,
+    presence: &State<Presence>,
 ) -> Result<Flash<Redirect>> {
     let ticket = db::tickets::find(db, id).await?.ok_or(Error::NotFound)?;
     let to = back_to_profile(ticket.profile_id);
     if db::tickets::end_now(db, id).await? {
         waker.wake(ticket.device_id);
+        let device = device_of(db, &ticket).await?;
+        let online = ticket.device_id.is_some_and(|d| presence.is_online(d));
         Ok(Flash::success(
             to,
             format!(
-                "Ticket {} ended; the Kodi box logs the profile off.",
-                ticket.lock_code
+                "Ticket {} ended. {}",
+                ticket.lock_code,
+                what_the_tv_does(&ticket, device.as_ref(), online)
             ),
         ))
     } else {
         Ok(Flash::error(
             to,
-            format!("Ticket {} is not running.", ticket.lock_code),
+            format!("Ticket {} is not running any more.", ticket.lock_code),
         ))
     }
 }

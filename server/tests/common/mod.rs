@@ -171,7 +171,7 @@ impl TestServer {
             .value()
             .to_owned();
         let pin: String = flash
-            .split("Ticket ")
+            .split("PIN ")
             .nth(1)
             .expect("ticket issued")
             .chars()
