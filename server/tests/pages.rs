@@ -879,3 +879,37 @@ async fn deleting_or_ending_a_running_ticket_says_someone_is_watching() {
     let (_, page) = s.page(&format!("/profiles/{kids}")).await;
     assert!(page.contains("(ended early)"), "{page}");
 }
+
+#[rocket::async_test]
+async fn the_devices_page_says_when_an_agent_restarted_kodi_to_end_a_session() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let token = s.device_token("Living room").await;
+    let status = |body: &'static str| {
+        s.client
+            .post("/api/agent/status")
+            .header(ContentType::JSON)
+            .header(rocket::http::Header::new(
+                "Authorization",
+                format!("Bearer {token}"),
+            ))
+            .body(body)
+            .dispatch()
+    };
+    let res = status(
+        r#"{"agent_version":"0.1.0","kodi_reachable":true,"kodi_version":"20.1","master_lock":true,
+            "forced_restart":{"at":"2026-12-04T18:30:00Z","profile":"Kids","ok":true,
+                              "message":"Kodi restarted"}}"#,
+    )
+    .await;
+    assert_eq!(res.status(), Status::Ok);
+    // A later status without one keeps the note.
+    let res = status(r#"{"agent_version":"0.1.0","kodi_reachable":true}"#).await;
+    assert_eq!(res.status(), Status::Ok);
+    let (_, body) = s.page("/devices").await;
+    assert!(
+        body.contains("Kodi was restarted to end “Kids”: its remote control did not answer.")
+            && body.contains(r#"datetime="2026-12-04T18:30:00Z""#),
+        "{body}"
+    );
+}

@@ -17,6 +17,9 @@ pub struct Device {
     pub created_at: i64,
     pub last_seen_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// When the agent last restarted Kodi to end a session, and what it says about it.
+    pub forced_restart_at: Option<i64>,
+    pub forced_restart_note: Option<String>,
 }
 
 /// Inserts a device; `None` when the name is taken.
@@ -37,7 +40,7 @@ pub async fn list(pool: &Pool) -> Result<Vec<Device>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, name, delivery, kodi_version, master_lock, kodi_reachable, ssh_user, ssh_host,
                 ssh_port, ssh_key_path, created_at,
-                last_seen_at, revoked_at FROM devices
+                last_seen_at, revoked_at, forced_restart_at, forced_restart_note FROM devices
          ORDER BY revoked_at IS NOT NULL, name COLLATE NOCASE",
     )
     .fetch_all(pool)
@@ -113,20 +116,27 @@ pub async fn is_live(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
 }
 
 /// What the device's agent last said about its Kodi.
+/// What an agent says about its box; `forced_restart` (when, note) is kept until a newer one.
 pub async fn set_status(
     pool: &Pool,
     id: i64,
     kodi_reachable: bool,
     kodi_version: Option<&str>,
     master_lock: Option<bool>,
+    forced_restart: Option<(i64, &str)>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE devices SET kodi_reachable = ?, kodi_version = coalesce(?, kodi_version),
-                master_lock = coalesce(?, master_lock), last_seen_at = ? WHERE id = ?",
+                master_lock = coalesce(?, master_lock),
+                forced_restart_at = coalesce(?, forced_restart_at),
+                forced_restart_note = coalesce(?, forced_restart_note),
+                last_seen_at = ? WHERE id = ?",
     )
     .bind(kodi_reachable)
     .bind(kodi_version)
     .bind(master_lock)
+    .bind(forced_restart.map(|f| f.0))
+    .bind(forced_restart.map(|f| f.1))
     .bind(now())
     .bind(id)
     .execute(pool)

@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use kodi_tickets_protocol::times::parse_rfc3339;
 use kodi_tickets_protocol::{AgentEvent, AgentStatus, DeliveryReport};
 use rocket::response::stream::{Event, EventStream};
 use rocket::serde::json::Json;
@@ -164,12 +165,28 @@ async fn status(
         .kodi_version
         .as_deref()
         .map(|v| v.chars().take(40).collect::<String>());
+    let forced = status.forced_restart.as_ref().and_then(|f| {
+        let at = parse_rfc3339(&f.at)?;
+        let note = if f.ok {
+            format!(
+                "Kodi was restarted to end “{}”: its remote control did not answer.",
+                f.profile
+            )
+        } else {
+            format!(
+                "Kodi could not be restarted to end “{}”: {}",
+                f.profile, f.message
+            )
+        };
+        Some((at, note.chars().take(300).collect::<String>()))
+    });
     devices::set_status(
         db,
         device.id,
         status.kodi_reachable,
         version.as_deref(),
         status.master_lock,
+        forced.as_ref().map(|(at, note)| (*at, note.as_str())),
     )
     .await?;
     Ok(Json(serde_json::json!({ "ok": true })))

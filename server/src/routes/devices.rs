@@ -36,11 +36,19 @@ struct DeviceRow {
     /// Kodi enforces profile PINs only under a master lock: warn when the agent saw none.
     master_lock_off: bool,
     kodi_unreachable: bool,
+    /// The agent's last restart of Kodi to end a session: when, and what came of it.
+    forced_restart: Option<ForcedRestartNote>,
     /// The SSH settings are shown open: they were just refused, with what was typed.
     ssh_open: bool,
     created_at: Moment,
     last_seen_at: Option<Moment>,
     revoked_at: Option<Moment>,
+}
+
+#[derive(Serialize)]
+struct ForcedRestartNote {
+    at: Moment,
+    note: String,
 }
 
 #[derive(Serialize)]
@@ -85,6 +93,13 @@ async fn list_page(
             online: d.revoked_at.is_none() && presence.is_online(d.id),
             master_lock_off: d.master_lock == Some(false),
             kodi_unreachable: d.kodi_reachable == Some(false),
+            forced_restart: d
+                .forced_restart_at
+                .zip(d.forced_restart_note)
+                .map(|(at, note)| ForcedRestartNote {
+                    at: Moment::at(at),
+                    note,
+                }),
             kodi_version: d.kodi_version,
             delivery: d.delivery,
             ssh_user: d.ssh_user,
