@@ -36,11 +36,12 @@ def test_every_profile_at_a_glance(server, browser, artifacts, width, height, ph
     tag = "phone" if phone else "desktop"
     log_in_first_time(driver, server)
     server.admin.post("/login", username="admin", password=NEW_PASSWORD)
+    token = add_device(server)
     rooms = {}
     for name in ("Room 10", "Room 2", "Room 1"):
         rooms[name] = int(server.admin.post("/profiles", name=name, device="").rsplit("/", 1)[1])
+        server.put_on_local_box(name, "Test box")  # the box whose token reports the login
     busy_pin = server.issue_ticket(rooms["Room 10"], 90)
-    token = add_device(server)
     status, body = kodi_login(server, token, busy_pin)
     assert status == 200, (status, body)
     ready_pin = server.issue_ticket(rooms["Room 2"], 30)
