@@ -1,10 +1,11 @@
 //! What every page shows around its content, and how values are written for people.
 
+/// Machine time, as the API and the logs write it: `2026-11-27T15:40:00Z`.
+pub use kodi_tickets_protocol::times::rfc3339;
 use kodi_tickets_protocol::TicketState;
 use rocket::request::{self, FlashMessage, FromRequest, Request};
 use rocket_dyn_templates::Template;
 use serde::Serialize;
-use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
@@ -82,11 +83,6 @@ pub fn render(name: &'static str, title: &str, chrome: Chrome, page: impl Serial
 
 fn datetime(unix: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
-/// Machine time, as the API and the logs write it: `2026-11-27T15:40:00Z`.
-pub fn rfc3339(unix: i64) -> String {
-    datetime(unix).format(&Rfc3339).unwrap_or_default()
 }
 
 /// Human time: `2026-11-27 15:40 UTC`.
