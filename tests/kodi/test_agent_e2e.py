@@ -8,6 +8,7 @@ logged off and the used PIN no longer opens Kids. One Kodi serves the file's tes
 
 import hashlib
 import json
+import re
 import subprocess
 import time
 import xml.etree.ElementTree as ET
@@ -179,7 +180,8 @@ def test_ticket_applied_used_reported_and_ended_by_an_agent_started_later(system
     ticket = use_ticket_and_wait_for_report(system, kodi, pin)
     assert ticket["expires_at"] and ticket["used_at"]
     page = server.admin.page(f"/profiles/{system['profile_id']}")
-    assert 'class="table-danger" data-state="in_use"' in page, "the row turns red"
+    assert re.search(r'<tr class="table-danger" id="ticket-\d+" data-state="in_use"', page), \
+        "the row turns red"
     wait_logged_off_at(system, kodi, ticket, pin)
 
 
