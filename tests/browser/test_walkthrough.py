@@ -13,7 +13,6 @@ import urllib.parse
 
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 NEW_PASSWORD = "correct-horse-42"
@@ -41,13 +40,18 @@ def wait_for_path(driver, pattern: str) -> re.Match:
 
 
 def flash(driver):
-    """The page's flash message: (Bootstrap kind, text), or None."""
-    alerts = driver.find_elements(By.CSS_SELECTOR, "main > .alert[role='alert']")
-    assert len(alerts) <= 1, "more than one flash message"
-    if not alerts:
-        return None
-    kind = next(c[len("alert-"):] for c in alerts[0].get_attribute("class").split() if c.startswith("alert-"))
-    return kind, alerts[0].text
+    """The page's flash message: (Bootstrap kind, text), or None.
+
+    NOTE: read in one script, so that no element handle outlives a page that a form's answer
+    replaces meanwhile (Chromium then fails with "Node ... does not belong to the document")."""
+    found = driver.execute_script("""
+        const alerts = document.querySelectorAll("main > .alert[role='alert']");
+        return Array.from(alerts, a => [
+            Array.from(a.classList).find(c => c.startsWith("alert-")).slice("alert-".length),
+            a.innerText.trim(),
+        ]);""")
+    assert len(found) <= 1, "more than one flash message"
+    return tuple(found[0]) if found else None
 
 
 def fill(driver, **fields):
