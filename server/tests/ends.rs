@@ -7,19 +7,6 @@ use common::TestServer;
 use kodi_tickets_server::delivery::Waker;
 use rocket::http::Status;
 
-/// The ticket with this PIN is used on the TV now, as a report from the Kodi side would mark it.
-async fn use_ticket(s: &TestServer, pin: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(
-        "UPDATE tickets SET state = 'in_use', used_at = unixepoch(),
-                expires_at = unixepoch() + length * 60
-         WHERE lock_code = ? AND state = 'unused' RETURNING id",
-    )
-    .bind(pin)
-    .fetch_all(&s.pool())
-    .await
-    .unwrap()[0]
-}
-
 async fn end_row(s: &TestServer, ticket: i64) -> Option<(String, i64)> {
     sqlx::query_as("SELECT status, due_at FROM ticket_ends WHERE ticket_id = ?")
         .bind(ticket)
@@ -80,7 +67,7 @@ async fn a_used_ticket_ends_at_its_expiry_and_end_now_logs_off_and_relocks_at_on
     let kids = s.create_profile("Kids").await;
     let pin = s.create_ticket(kids, 30).await;
     wait_applied(&s, &pin).await;
-    let ticket = use_ticket(&s, &pin).await;
+    let ticket = s.use_ticket(&pin).await;
     let (status, due) = end_row(&s, ticket).await.expect("an end is scheduled");
     assert_eq!(
         (status.as_str(), due),
@@ -133,7 +120,7 @@ async fn deleting_an_armed_or_running_ticket_relocks_at_once() {
             .await
             .unwrap();
         if running {
-            use_ticket(&s, &pin).await;
+            s.use_ticket(&pin).await;
         }
         let before = s.applied().len();
         let res = s.post_form(&format!("/tickets/{id}/delete"), &[]).await;
@@ -152,7 +139,7 @@ async fn the_next_ticket_takes_over_the_profile_instead_of_a_secret() {
     let kids = s.create_profile("Kids").await;
     let first = s.create_ticket(kids, 30).await;
     wait_applied(&s, &first).await;
-    let ticket = use_ticket(&s, &first).await;
+    let ticket = s.use_ticket(&first).await;
     s.set_script_exit(75); // a session runs: the next ticket waits
     let next = s.create_ticket(kids, 30).await;
     s.eventually("the next ticket waits", |s| {
@@ -176,7 +163,7 @@ async fn a_busy_kodi_is_asked_again_until_the_session_has_ended() {
     let kids = s.create_profile("Kids").await;
     let pin = s.create_ticket(kids, 30).await;
     wait_applied(&s, &pin).await;
-    let ticket = use_ticket(&s, &pin).await;
+    let ticket = s.use_ticket(&pin).await;
     s.set_script_exit(75);
     s.post_form(&format!("/tickets/{ticket}/end"), &[]).await;
     for _ in 0..200 {
@@ -225,7 +212,7 @@ async fn tickets_an_agent_delivers_are_ended_by_the_agent() {
         .parse()
         .unwrap();
     let pin = s.create_ticket(kids, 30).await;
-    let ticket = use_ticket(&s, &pin).await;
+    let ticket = s.use_ticket(&pin).await;
     assert_eq!(end_row(&s, ticket).await, None);
 }
 
@@ -236,7 +223,7 @@ async fn deleting_a_profile_in_use_ends_its_session_on_the_tv() {
     let kids = s.create_profile("Kids").await;
     let pin = s.create_ticket(kids, 30).await;
     wait_applied(&s, &pin).await;
-    let ticket = use_ticket(&s, &pin).await;
+    let ticket = s.use_ticket(&pin).await;
     let before = s.applied().len();
     let res = s.post_form(&format!("/profiles/{kids}/delete"), &[]).await;
     assert_eq!(res.status(), Status::SeeOther);

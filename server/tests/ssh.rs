@@ -275,14 +275,7 @@ async fn a_ticket_ends_on_a_box_reached_by_ssh() {
     let profile = ssh_profile(&s, &sshd, sshd_dir.path(), "Bob's room").await;
     let pin = s.create_ticket(profile, 30).await;
     assert_eq!(delivery(&s).await.1, "applied");
-    let ticket: i64 = sqlx::query_scalar(
-        "UPDATE tickets SET state = 'in_use', used_at = unixepoch(),
-                expires_at = unixepoch() + 1800 WHERE lock_code = ? RETURNING id",
-    )
-    .bind(&pin)
-    .fetch_all(&s.pool())
-    .await
-    .unwrap()[0];
+    let ticket = s.use_ticket(&pin).await;
     s.post_form(&format!("/tickets/{ticket}/end"), &[]).await;
     let remote = sshd_dir.path().join("applied.txt");
     for _ in 0..300 {

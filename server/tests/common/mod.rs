@@ -249,6 +249,20 @@ impl TestServer {
         json_of(res).await
     }
 
+    /// The ticket with this PIN is used on the TV now, as a report from the Kodi side would
+    /// mark it (whatever device reports it); its id.
+    pub async fn use_ticket(&self, pin: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(
+            "UPDATE tickets SET state = 'in_use', used_at = unixepoch(),
+                    expires_at = unixepoch() + length * 60
+             WHERE lock_code = ? AND state = 'unused' RETURNING id",
+        )
+        .bind(pin)
+        .fetch_all(&self.pool())
+        .await
+        .unwrap()[0]
+    }
+
     pub async fn page(&self, path: &str) -> (Status, String) {
         let res = self.client.get(path.to_owned()).dispatch().await;
         (res.status(), res.into_string().await.unwrap_or_default())
