@@ -21,35 +21,31 @@ async fn healthz_load(base: &str, connections: usize, duration: Duration) -> Sta
     .await
 }
 
-/// `GET /api/ticket/<pin>` with a device token, cycling through `pins`.
-async fn ticket_load(
-    base: &str,
-    token: &str,
-    pins: Arc<Vec<String>>,
-    connections: usize,
-    duration: Duration,
-) -> Stats {
-    let (base_url, auth) = (base.to_owned(), format!("Bearer {token}"));
-    closed_loop(base, connections, duration, None, move |client, i| {
-        let pin = &pins[i as usize % pins.len()];
-        load::ok(
-            client
-                .get(format!("{base_url}/api/ticket/{pin}"))
-                .header(AUTHORIZATION, auth.clone()),
-        )
-    })
+/// `GET /api/ticket/<pin>` with the API device's token, cycling through its live PINs, on the
+/// scale's connections for the scale's time.
+async fn ticket_load(b: &Bench) -> Stats {
+    let (base_url, auth) = (b.base.clone(), format!("Bearer {}", b.api_token));
+    let pins = b.pins.clone();
+    closed_loop(
+        &b.base,
+        b.scale.connections,
+        b.scale.api(),
+        None,
+        move |client, i| {
+            let pin = &pins[i as usize % pins.len()];
+            load::ok(
+                client
+                    .get(format!("{base_url}/api/ticket/{pin}"))
+                    .header(AUTHORIZATION, auth.clone()),
+            )
+        },
+    )
     .await
 }
 
 /// API reads vs `/healthz`, same server, same run: their throughput ratio and the p99.
 pub(crate) async fn reads(b: &Bench) -> anyhow::Result<Vec<Figure>> {
-    let Bench {
-        scale,
-        base,
-        api_token,
-        pins,
-        ..
-    } = b;
+    let Bench { scale, base, .. } = b;
     let rounds = b.scale.rounds;
     let mut f_ratio = Figure::new(
         "api_ticket_vs_healthz_throughput",
@@ -75,24 +71,10 @@ pub(crate) async fn reads(b: &Bench) -> anyhow::Result<Vec<Figure>> {
         ));
         let (health, ticket) = if round % 2 == 0 {
             let h = healthz_load(base, scale.connections, scale.api()).await;
-            let t = ticket_load(
-                base,
-                api_token,
-                pins.clone(),
-                scale.connections,
-                scale.api(),
-            )
-            .await;
+            let t = ticket_load(b).await;
             (h, t)
         } else {
-            let t = ticket_load(
-                base,
-                api_token,
-                pins.clone(),
-                scale.connections,
-                scale.api(),
-            )
-            .await;
+            let t = ticket_load(b).await;
             let h = healthz_load(base, scale.connections, scale.api()).await;
             (h, t)
         };
@@ -112,13 +94,7 @@ pub(crate) async fn reads(b: &Bench) -> anyhow::Result<Vec<Figure>> {
 
 /// The API read load idle, then beside admin logins (argon2id): the ratio of the p99s.
 pub(crate) async fn beside_admin_logins(b: &Bench) -> anyhow::Result<Vec<Figure>> {
-    let Bench {
-        scale,
-        base,
-        api_token,
-        pins,
-        ..
-    } = b;
+    let Bench { scale, base, .. } = b;
     let rounds = b.scale.rounds;
     let mut f_stall = Figure::new(
         "admin_login_api_p99_ratio",
@@ -137,14 +113,7 @@ pub(crate) async fn beside_admin_logins(b: &Bench) -> anyhow::Result<Vec<Figure>
             "API p99 with admin logins, round {}/{rounds}",
             round + 1
         ));
-        let idle = ticket_load(
-            base,
-            api_token,
-            pins.clone(),
-            scale.connections,
-            scale.api(),
-        )
-        .await;
+        let idle = ticket_load(b).await;
         let stop = Arc::new(AtomicBool::new(false));
         let logins = {
             let (stop, browser) = (stop.clone(), login_browser.clone());
@@ -164,14 +133,7 @@ pub(crate) async fn beside_admin_logins(b: &Bench) -> anyhow::Result<Vec<Figure>
                 futures::future::join_all(runs).await
             })
         };
-        let busy = ticket_load(
-            base,
-            api_token,
-            pins.clone(),
-            scale.connections,
-            scale.api(),
-        )
-        .await;
+        let busy = ticket_load(b).await;
         stop.store(true, Ordering::Relaxed);
         for (ok, took) in logins.await?.into_iter().flatten() {
             if ok {
