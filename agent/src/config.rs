@@ -47,13 +47,15 @@ pub struct Config {
     /// Seconds a run of the script may take.
     #[serde(default = "default_script_timeout")]
     pub script_timeout: u64,
-    /// Commands that stop and start Kodi on this box (passed to the script); empty: its defaults.
+    /// Commands that stop and start Kodi on this box: passed to the script (empty: its
+    /// defaults), and run by the agent itself to restart a Kodi whose control services do not
+    /// answer when a session must end (empty: it cannot).
     #[serde(default)]
     pub kodi_stop_command: String,
     #[serde(default)]
     pub kodi_start_command: String,
     /// PIN-pad mode: the unlocked profile the box shows the add-on's PIN pad in (e.g.
-    /// "Tickets"). Empty: native mode, where a ticket's PIN becomes the profile's lock code.
+    /// "Tickets"). Empty: lock-code mode, where a ticket's PIN becomes the profile's lock code.
     #[serde(default)]
     pub pin_pad_profile: String,
     /// Where the agent keeps armed PINs, running sessions and unsent reports across restarts.

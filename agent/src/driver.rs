@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kodi_tickets_protocol::bus::{FromAddon, Request, ToAddon, AGENT_SENDER};
-use kodi_tickets_protocol::{AgentEvent, AgentStatus, LoginRequest};
+use kodi_tickets_protocol::{AgentEvent, AgentStatus, LoggedOff, LoginRequest};
 use rand::Rng;
 use tokio::sync::mpsc;
 
@@ -263,6 +263,15 @@ impl Driver {
                 let (ok, message) = apply::restart_kodi(&self.config).await;
                 Some(Event::KodiRestarted { ok, message })
             }
+            Action::ReportLogOff { ticket_id, at } => {
+                let body = LoggedOff { at: rfc3339(at) };
+                let answer = self
+                    .server
+                    .logged_off(ticket_id, &body)
+                    .await
+                    .map_err(|e| failure(&e));
+                Some(Event::LogOffReported { ticket_id, answer })
+            }
             Action::SendStatus => {
                 self.send_status().await;
                 None
@@ -375,7 +384,7 @@ async fn wait_for_closed(
 }
 
 /// Holds the event stream open, reconnecting with capped backoff; the server sends every
-/// unacknowledged delivery and running session again on each connect.
+/// unacknowledged delivery and deleted ticket and every running session again on each connect.
 pub async fn follow_server(server: ServerClient, events: mpsc::Sender<AgentEvent>) {
     let mut backoff = Duration::from_millis(500);
     loop {

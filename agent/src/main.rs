@@ -7,47 +7,95 @@ use std::process::ExitCode;
 use tokio::sync::mpsc;
 use tracing_subscriber::EnvFilter;
 
+use clap::{Parser, Subcommand};
 use kodi_tickets_agent::config::{Config, DEFAULT_CONFIG, ENV_PREFIX};
 use kodi_tickets_agent::driver::{self, Driver};
 use kodi_tickets_agent::kodi;
 use kodi_tickets_agent::server::ServerClient;
+use kodi_tickets_agent::{check, pairing};
 
 /// Exit code for a configuration the agent cannot run with (sysexits' EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
-const USAGE: &str = "usage: kodi-tickets-agent [--config FILE] | --version\n\
-    Settings come from FILE (default: $KODI_TICKETS_AGENT_CONFIG, else /etc/kodi-tickets/agent.toml\n\
-    when it exists) and KODI_TICKETS_AGENT_* variables; see README.md.";
 
-fn config_path(args: &[String], env: &HashMap<String, String>) -> Result<Option<PathBuf>, String> {
-    match args {
-        [] => Ok(env
-            .get(&format!("{ENV_PREFIX}CONFIG"))
+/// Runs on the Kodi box: sets ticket PINs the server sends, sees profiles opened on the TV,
+/// reports those logins and ends sessions when their time is up. Settings come from the
+/// config file and KODI_TICKETS_AGENT_* variables (README).
+#[derive(Parser)]
+#[command(name = "kodi-tickets-agent", version)]
+struct Cli {
+    /// The config file (default: $KODI_TICKETS_AGENT_CONFIG, else
+    /// /etc/kodi-tickets/agent.toml when it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent (what it does without a command).
+    Run,
+    /// Say what works on this box and what does not: Kodi, its EventServer and master lock,
+    /// the server and this box's token, the Kodi script, the state folder.
+    Check,
+    /// Pair this box with the server: exchange the code its Devices page shows for the box's
+    /// token, and write both into the config file.
+    Pair {
+        /// The server, e.g. http://192.168.1.10:5000
+        server_url: String,
+        /// The 6-digit code from the Devices page (Pair a box).
+        code: String,
+    },
+}
+
+fn config_path(cli: &Cli, env: &HashMap<String, String>) -> Option<PathBuf> {
+    cli.config.clone().or_else(|| {
+        env.get(&format!("{ENV_PREFIX}CONFIG"))
             .map(PathBuf::from)
-            .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()))),
-        [flag, file] if flag == "--config" => Ok(Some(PathBuf::from(file))),
-        _ => Err(USAGE.to_owned()),
-    }
+            .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()))
+    })
 }
 
 fn main() -> ExitCode {
+    // NOTE: `--help`, `--version` and a usage error exit here (0, 0 and 2).
+    let cli = Cli::parse();
+    let command = cli.command.as_ref().unwrap_or(&Command::Run);
+    let default_filter = match command {
+        Command::Run => "info",
+        Command::Check | Command::Pair { .. } => "error",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--version") {
-        println!("kodi-tickets-agent {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
-    }
     let env: HashMap<String, String> = std::env::vars().collect();
-    let config = match config_path(&args, &env).and_then(|path| {
-        Config::load(path.as_deref(), &env).map_err(|e| format!("configuration: {e}"))
-    }) {
+    if let Command::Pair { server_url, code } = command {
+        // The config it writes: the one the agent would read.
+        let file = config_path(&cli, &env).unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+        let paired = tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(pairing::pair(server_url, code, &file)));
+        return match paired {
+            Ok(name) => {
+                println!(
+                    "paired as “{name}”; the server and token are in {}. Start (or restart) \
+                     the agent: systemctl restart kodi-tickets-agent",
+                    file.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kodi-tickets-agent: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let config = match Config::load(config_path(&cli, &env).as_deref(), &env) {
         Ok(config) => config,
-        Err(message) => {
-            eprintln!("kodi-tickets-agent: {message}");
+        Err(e) => {
+            eprintln!("kodi-tickets-agent: configuration: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -58,6 +106,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if matches!(command, Command::Check) {
+        let found = runtime.block_on(check::run(&config));
+        for finding in &found {
+            println!("{finding}");
+        }
+        return if found.iter().all(|f| f.ok) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

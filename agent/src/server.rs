@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use kodi_tickets_protocol::{
-    AgentEvent, AgentStatus, DeliveryReport, LoginRequest, LoginResponse, Ticket,
+    AgentEvent, AgentStatus, DeliveryReport, LoggedOff, LoginRequest, LoginResponse, PairRequest,
+    PairResponse, Ticket,
 };
 use reqwest::{Client, StatusCode};
 
@@ -45,6 +46,21 @@ impl ServerClient {
             base: base.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
         })
+    }
+
+    /// Exchanges a pairing code (Devices page) for this box's name and token; `self`'s token
+    /// is not used.
+    pub async fn pair(&self, code: &str) -> Result<PairResponse, ServerError> {
+        let response = self
+            .http
+            .post(self.url("/api/pair"))
+            .json(&PairRequest {
+                code: code.trim().to_owned(),
+            })
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await?;
+        Ok(Self::check(response).await?.json().await?)
     }
 
     fn url(&self, path: &str) -> String {
@@ -111,6 +127,19 @@ impl ServerClient {
             .http
             .post(self.url(&format!("/api/agent/withdrawals/{ticket_id}")))
             .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await?;
+        Self::check(response).await.map(drop)
+    }
+
+    /// Says Kodi was seen logged off after the ticket's end.
+    pub async fn logged_off(&self, ticket_id: i64, body: &LoggedOff) -> Result<(), ServerError> {
+        let response = self
+            .http
+            .post(self.url(&format!("/api/agent/sessions/{ticket_id}/logged-off")))
+            .bearer_auth(&self.token)
+            .json(body)
             .timeout(Duration::from_secs(15))
             .send()
             .await?;

@@ -61,7 +61,12 @@ pub struct State {
     /// Running sessions by ticket id.
     pub sessions: BTreeMap<i64, Session>,
     pub unreported: Vec<UnreportedLogin>,
-    /// Profiles whose used PIN must be replaced once nobody is logged in (key as `armed`).
+    /// Sessions whose end Kodi showed (ticket id → when), until the server has it: the page
+    /// says "TV not yet logged off" until then.
+    #[serde(default)]
+    pub logged_off: BTreeMap<i64, i64>,
+    /// Profiles whose lock code (a used PIN, or a deleted ticket's) must be replaced with a
+    /// secret once nobody is logged in (key as `armed`).
     pub relock: BTreeSet<String>,
 }
 
@@ -88,28 +93,11 @@ impl State {
     /// The state holds armed PINs: the file is readable by the agent's user only (0600), and
     /// so is its folder (0700) when the agent creates it or it holds nothing but the state.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)?;
-            restrict_own_folder(dir, &[path, &tmp])?;
-        }
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        // A temporary file left by a crash keeps the mode it was created with.
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        file.write_all(&serde_json::to_vec_pretty(self)?)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
+        write_private(path, &serde_json::to_vec_pretty(self)?)
     }
 
-    /// Queues a ticket unless it is armed or queued already (deliveries come at least once).
+    /// Queues a ticket unless this box knows it already: armed, queued, running or used
+    /// (deliveries come at least once).
     pub fn enqueue(&mut self, arm: Arm) -> bool {
         let known = self.armed.values().any(|a| a.ticket_id == arm.ticket_id)
             || self.queued.iter().any(|a| a.ticket_id == arm.ticket_id)
@@ -120,6 +108,31 @@ impl State {
         }
         !known
     }
+}
+
+/// Writes `bytes` to `path` for its owner's eyes only: beside it first, synced, then renamed
+/// into place, so a crash leaves the old file or the new one, never half of it. A new folder
+/// is made 0700, and one that holds nothing else is tightened.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        restrict_own_folder(dir, &[path, &tmp])?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    // A temporary file left by a crash keeps the mode it was created with.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Takes group and other permissions away from the state's folder if it holds nothing but

@@ -5,10 +5,14 @@ use std::time::Duration;
 use futures::StreamExt;
 use kodi_tickets_agent::server::{ServerClient, ServerError};
 use kodi_tickets_protocol::{
-    AgentEvent, AgentStatus, DeliveryOutcome, DeliveryReport, LoginRequest,
+    AgentEvent, AgentStatus, DeliveryOutcome, DeliveryReport, LoggedOff, LoginRequest,
 };
-use kodi_tickets_server::db::{self, tickets::Created, Pool};
-use kodi_tickets_server::delivery::Waker;
+use kodi_tickets_server::db::deliveries::Retried;
+use kodi_tickets_server::db::{
+    self, tickets::Created, DeliveryId, DeviceId, Pool, ProfileId, TicketId,
+};
+use kodi_tickets_server::enrol;
+use kodi_tickets_server::presence::Changes;
 use rocket::fairing::AdHoc;
 use rocket_db_pools::Database;
 use tokio::sync::oneshot;
@@ -16,7 +20,7 @@ use tokio::sync::oneshot;
 struct Server {
     url: String,
     pool: Pool,
-    waker: Waker,
+    changes: Changes,
     _dir: tempfile::TempDir,
 }
 
@@ -43,33 +47,28 @@ async fn start_server() -> Server {
         .attach(AdHoc::on_liftoff("test handle", move |rocket| {
             Box::pin(async move {
                 let pool = Pool::clone(db::Db::fetch(rocket).unwrap());
-                let waker = rocket.state::<Waker>().unwrap().clone();
+                let changes = rocket.state::<Changes>().unwrap().clone();
                 let port = rocket.config().port;
                 if let Some(tx) = tx.lock().unwrap().take() {
-                    let _ = tx.send((port, pool, waker));
+                    let _ = tx.send((port, pool, changes));
                 }
             })
         }));
     tokio::spawn(rocket.launch());
-    let (port, pool, waker) = rx.await.unwrap();
+    let (port, pool, changes) = rx.await.unwrap();
     Server {
         url: format!("http://127.0.0.1:{port}"),
         pool,
-        waker,
+        changes,
         _dir: dir,
     }
 }
 
 impl Server {
     /// A device whose profile "Kids" gets its PINs through the agent; returns its token.
-    async fn device_with_profile(&self) -> (String, i64, i64) {
-        let (_, token) = kodi_tickets_server::routes::devices::add(&self.pool, "Living room")
-            .await
-            .unwrap();
-        let device: i64 = sqlx::query_scalar("SELECT id FROM devices")
-            .fetch_one(&self.pool)
-            .await
-            .unwrap();
+    async fn device_with_profile(&self) -> (String, DeviceId, ProfileId) {
+        let enrolled = enrol::device(&self.pool, "Living room").await.unwrap();
+        let (token, device) = (enrolled.token, enrolled.id);
         let profile = db::profiles::insert(&self.pool, "Kids", Some(device))
             .await
             .unwrap()
@@ -77,7 +76,7 @@ impl Server {
         (token, device, profile)
     }
 
-    async fn ticket(&self, profile: i64, minutes: i64) -> (i64, String) {
+    async fn ticket(&self, profile: ProfileId, minutes: i64) -> (TicketId, String) {
         let Created::Ticket {
             id,
             lock_code,
@@ -89,11 +88,11 @@ impl Server {
             panic!("no ticket")
         };
         assert!(device_id.is_some(), "the profile is on the agent's device");
-        self.waker.wake(device_id);
+        self.changes.notify(device_id);
         (id, lock_code)
     }
 
-    async fn delivery(&self, ticket: i64) -> (String, String, Option<String>) {
+    async fn delivery(&self, ticket: TicketId) -> (String, String, Option<String>) {
         sqlx::query_as("SELECT method, status, last_message FROM deliveries WHERE ticket_id = ?")
             .bind(ticket)
             .fetch_one(&self.pool)
@@ -140,7 +139,7 @@ async fn tickets_reach_the_agent_at_least_once_and_reports_come_back() {
     };
     assert_eq!(
         (ticket_id, name.as_str(), lock_code.as_str()),
-        (first, "Kids", first_pin.as_str())
+        (first.0, "Kids", first_pin.as_str())
     );
 
     // Issued while connected: pushed at once.
@@ -153,7 +152,7 @@ async fn tickets_reach_the_agent_at_least_once_and_reports_come_back() {
     else {
         panic!("expected an arm event")
     };
-    assert_eq!((ticket_id, lock_code), (second, second_pin));
+    assert_eq!((ticket_id, lock_code), (second.0, second_pin));
 
     // Not acknowledged: sent again after a reconnect. Acknowledged: not again.
     let report = DeliveryReport {
@@ -169,7 +168,7 @@ async fn tickets_reach_the_agent_at_least_once_and_reports_come_back() {
         panic!()
     };
     assert_eq!(
-        ticket_id, second,
+        ticket_id, second.0,
         "only the unacknowledged delivery is resent"
     );
 
@@ -178,12 +177,13 @@ async fn tickets_reach_the_agent_at_least_once_and_reports_come_back() {
         exit_code: Some(75),
         message: "Kodi is in use".into(),
     };
-    let second_delivery: i64 = sqlx::query_scalar("SELECT id FROM deliveries WHERE ticket_id = ?")
-        .bind(second)
-        .fetch_one(&server.pool)
-        .await
-        .unwrap();
-    client.report(second_delivery, &busy).await.unwrap();
+    let second_delivery: DeliveryId =
+        sqlx::query_scalar("SELECT id FROM deliveries WHERE ticket_id = ?")
+            .bind(second)
+            .fetch_one(&server.pool)
+            .await
+            .unwrap();
+    client.report(second_delivery.0, &busy).await.unwrap();
     assert_eq!(server.delivery(second).await.1, "pending");
 
     // Failed on the box (reported as the agent does), then retried from the page: sent again
@@ -193,14 +193,14 @@ async fn tickets_reach_the_agent_at_least_once_and_reports_come_back() {
         exit_code: Some(1),
         message: "the Kodi script failed".into(),
     };
-    client.report(second_delivery, &failed).await.unwrap();
+    client.report(second_delivery.0, &failed).await.unwrap();
     assert_eq!(server.delivery(second).await.1, "failed");
     db::deliveries::retry(&server.pool, second).await.unwrap();
-    server.waker.wake(Some(device));
+    server.changes.notify(Some(device));
     let AgentEvent::Arm { ticket_id, .. } = next_event(&mut events).await else {
         panic!("expected the retried delivery")
     };
-    assert_eq!(ticket_id, second);
+    assert_eq!(ticket_id, second.0);
 
     // Failed again and retried before the open stream looked at the failure (no wake-up in
     // between): still sent again.
@@ -218,15 +218,17 @@ async fn tickets_reach_the_agent_at_least_once_and_reports_come_back() {
     let retried = db::deliveries::retry(&server.pool, second).await.unwrap();
     assert_eq!(
         retried,
-        Some(Some(device)),
+        Retried::Queued {
+            device_id: Some(device)
+        },
         "a failed delivery can be retried"
     );
-    server.waker.wake(Some(device));
+    server.changes.notify(Some(device));
     let AgentEvent::Arm { ticket_id, .. } = next_event(&mut events).await else {
         panic!("expected the retried delivery")
     };
-    assert_eq!(ticket_id, second);
-    client.report(second_delivery, &busy).await.unwrap();
+    assert_eq!(ticket_id, second.0);
+    client.report(second_delivery.0, &busy).await.unwrap();
     assert!(matches!(
         client.report(999_999, &report).await,
         Err(ServerError::Refused { status: 404, .. })
@@ -265,7 +267,7 @@ async fn tickets_reach_the_agent_at_least_once_and_reports_come_back() {
     else {
         panic!("expected the running session")
     };
-    assert_eq!(ticket_id, first);
+    assert_eq!(ticket_id, first.0);
     assert_eq!(expires_at, answer.expires_at);
     assert!(matches!(
         client.login(&login).await,
@@ -278,7 +280,7 @@ async fn tickets_reach_the_agent_at_least_once_and_reports_come_back() {
 
     // The admin ends it early: the agent hears of it at once.
     db::tickets::end_now(&server.pool, first).await.unwrap();
-    server.waker.wake(Some(device));
+    server.changes.notify(Some(device));
     let AgentEvent::Session {
         ticket_id,
         expires_at: ended,
@@ -287,8 +289,26 @@ async fn tickets_reach_the_agent_at_least_once_and_reports_come_back() {
     else {
         panic!()
     };
-    assert_eq!(ticket_id, first);
+    assert_eq!(ticket_id, first.0);
     assert!(ended < answer.expires_at);
+
+    // Kodi showed the profile logged off: the server records when.
+    let seen = LoggedOff { at: ended.clone() };
+    client.logged_off(first.0, &seen).await.unwrap();
+    let logged_off_at: Option<i64> =
+        sqlx::query_scalar("SELECT logged_off_at FROM tickets WHERE id = ?")
+            .bind(first)
+            .fetch_one(&server.pool)
+            .await
+            .unwrap();
+    assert!(logged_off_at.is_some());
+    assert!(
+        matches!(
+            client.logged_off(second.0, &seen).await,
+            Err(ServerError::Refused { status: 404, .. })
+        ),
+        "a ticket never used"
+    );
 
     client
         .status(&AgentStatus {
@@ -315,7 +335,7 @@ async fn a_revoked_device_is_cut_off_at_once() {
     let client = ServerClient::new(&server.url, &token).unwrap();
     let mut events = Box::pin(client.events().await.unwrap());
     db::devices::revoke(&server.pool, device).await.unwrap();
-    server.waker.wake(Some(device));
+    server.changes.notify(Some(device));
     // NOTE: well within the stream's 5 s re-check: the wake-up itself ends it.
     let end = tokio::time::timeout(Duration::from_secs(3), events.next())
         .await
@@ -358,12 +378,16 @@ async fn a_deleted_ticket_is_withdrawn_from_the_agent_until_it_acknowledges() {
     };
     client.report(delivery_id, &applied).await.unwrap();
 
-    assert!(db::tickets::delete(&server.pool, ticket).await.unwrap());
-    server.waker.wake(Some(device));
+    // Deleted on the page: it ends and stays listed as removed.
+    assert_eq!(
+        db::tickets::remove(&server.pool, ticket).await.unwrap(),
+        db::tickets::Removed::Ended
+    );
+    server.changes.notify(Some(device));
     assert_eq!(
         next_event(&mut events).await,
         AgentEvent::Withdrawn {
-            ticket_id: ticket,
+            ticket_id: ticket.0,
             profile: "Kids".into()
         }
     );
@@ -372,11 +396,11 @@ async fn a_deleted_ticket_is_withdrawn_from_the_agent_until_it_acknowledges() {
     let mut events = Box::pin(client.events().await.unwrap());
     assert!(matches!(
         next_event(&mut events).await,
-        AgentEvent::Withdrawn { ticket_id, .. } if ticket_id == ticket
+        AgentEvent::Withdrawn { ticket_id, .. } if ticket_id == ticket.0
     ));
-    client.acknowledge_withdrawal(ticket).await.unwrap();
+    client.acknowledge_withdrawal(ticket.0).await.unwrap();
     assert!(matches!(
-        client.acknowledge_withdrawal(ticket).await,
+        client.acknowledge_withdrawal(ticket.0).await,
         Err(ServerError::Refused { status: 404, .. })
     ));
     // Acknowledged: the next connect starts with the next ticket, not the deleted one.
@@ -385,6 +409,85 @@ async fn a_deleted_ticket_is_withdrawn_from_the_agent_until_it_acknowledges() {
     let mut events = Box::pin(client.events().await.unwrap());
     assert!(matches!(
         next_event(&mut events).await,
-        AgentEvent::Arm { ticket_id, .. } if ticket_id == next
+        AgentEvent::Arm { ticket_id, .. } if ticket_id == next.0
     ));
+}
+
+/// `kodi-tickets-agent check` against the real server, with `token`, no Kodi on the box,
+/// and a script and state folder in `dir`: (exit code, its lines).
+async fn check(server: &Server, token: &str, dir: &std::path::Path) -> (Option<i32>, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kodi-tickets-agent"))
+        .arg("check")
+        .env_clear()
+        .env("KODI_TICKETS_AGENT_SERVER_URL", &server.url)
+        .env("KODI_TICKETS_AGENT_DEVICE_TOKEN", token)
+        .env("KODI_TICKETS_AGENT_KODI_JSONRPC", "127.0.0.1:9")
+        .env("KODI_TICKETS_AGENT_KODI_USERDATA", dir)
+        .env("KODI_TICKETS_AGENT_SCRIPT", dir.join("kodi-script.sh"))
+        .env("KODI_TICKETS_AGENT_STATE_FILE", dir.join("state.json"))
+        .output()
+        .await
+        .unwrap();
+    (out.status.code(), String::from_utf8(out.stdout).unwrap())
+}
+
+#[tokio::test]
+async fn check_says_what_works_on_the_box_and_what_does_not() {
+    let server = start_server().await;
+    let (token, _, _) = server.device_with_profile().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (code, said) = check(&server, &token, dir.path()).await;
+    assert_eq!(code, Some(1), "something fails: {said}");
+    let line = |start: &str| {
+        said.lines()
+            .find(|l| l.contains(start))
+            .unwrap_or_else(|| panic!("no line about {start:?}: {said}"))
+            .to_owned()
+    };
+    assert!(line("does not answer on its JSON-RPC").starts_with("FAIL"));
+    assert!(line("accepts this box's token").starts_with("ok"));
+    assert!(line("the Kodi script").contains("is missing"));
+    assert!(line("state folder").starts_with("ok"));
+    let (_, said) = check(&server, "kt_not-this-box-000000000000", dir.path()).await;
+    assert!(
+        said.contains("FAIL the server at") && said.contains("refuses this box's token"),
+        "{said}"
+    );
+}
+
+#[tokio::test]
+async fn a_box_pairs_with_the_code_from_the_devices_page_and_its_config_works() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = start_server().await;
+    let code = kodi_tickets_server::enrol::pairing_code(&server.pool, "Bedroom")
+        .await
+        .unwrap()
+        .code;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kodi-tickets").join("agent.toml");
+    let pair = |code: String| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_kodi-tickets-agent"))
+            .arg("--config")
+            .arg(&config)
+            .args(["pair", &server.url, &code])
+            .env_clear()
+            .output()
+    };
+    let out = pair(code.clone()).await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("paired as “Bedroom”"));
+    let written: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
+    assert_eq!(written["server_url"].as_str(), Some(server.url.as_str()));
+    let token = written["device_token"].as_str().unwrap().to_owned();
+    let mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the token is for the agent's eyes only");
+    let client = ServerClient::new(&server.url, &token).unwrap();
+    assert!(client.events().await.is_ok(), "the token works");
+
+    let out = pair(code).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is wrong, used or expired"),
+        "{out:?}"
+    );
 }

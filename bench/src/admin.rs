@@ -125,11 +125,14 @@ impl Browser {
     }
 
     /// The profile page's HTML, as the page script re-reads it.
-    pub async fn profile_html(&self, profile: i64) -> anyhow::Result<String> {
+    /// The profile page as an open page's script re-reads it after change `change` (the
+    /// number its event stream sent): one copy per change, shared by every open page.
+    pub async fn profile_html_after(&self, profile: i64, change: &str) -> anyhow::Result<String> {
         let response = self
             .http
             .get(format!("{}/profiles/{profile}", self.base))
             .header(COOKIE, self.cookies())
+            .header("X-Live-Change", change)
             .send()
             .await?;
         if response.status() != StatusCode::OK {

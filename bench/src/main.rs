@@ -2,8 +2,8 @@
 //! and loopback, seeds it, loads it over HTTP with its own load generator, and prints the
 //! figures with their targets; writes them as JSON to compare across commits.
 //!
-//! `cargo run --release -p kodi-tickets-bench` (see README.md, Performance); `--smoke` for a tiny
-//! run of every figure in seconds (used by `tests/smoke.rs`).
+//! `cargo run --release -p kodi-tickets-bench` (see README.md, Benchmark, and bench/README.md);
+//! `--smoke` for a tiny run of every figure in seconds (used by `tests/smoke.rs`).
 
 mod admin;
 mod load;

@@ -89,8 +89,8 @@ pub async fn profile(pool: &SqlitePool, name: &str, device: Option<i64>) -> anyh
     Ok(profiles(pool, &[(name.to_owned(), device)]).await?[0])
 }
 
-/// Tickets in `state` (without a delivery: their PINs count as applied long ago) with the
-/// given codes, in one transaction.
+/// Tickets in `state` (without a delivery: nothing sets their PINs on a TV) with the given
+/// codes, in one transaction.
 pub async fn tickets(
     pool: &SqlitePool,
     profile: i64,

@@ -7,7 +7,8 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// The sender name the add-on broadcasts with; the agent accepts requests from no other.
+/// The sender name the add-on broadcasts with; the agent takes `pin` and `closed` from no
+/// other (anyone on the box may `ping` or ask `time_left`).
 pub const ADDON_SENDER: &str = "service.kodi-tickets";
 /// The sender name the agent broadcasts with.
 pub const AGENT_SENDER: &str = "kodi-tickets-agent";

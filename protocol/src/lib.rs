@@ -1,4 +1,6 @@
-//! Wire types of the Kodi Tickets HTTP API, shared by the server and the agent.
+//! Wire types of the Kodi Tickets HTTP API, shared by the server and the agent, and the other
+//! shared pieces: the add-on's messages to the agent (`bus`), the Kodi script as both run it
+//! (`script`), and times (`times`).
 //!
 //! Field names keep those of the original Flask version so existing Kodi scripts keep working.
 
@@ -50,15 +52,16 @@ pub struct LoginResponse {
 
 /// State of a ticket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(rename_all = "snake_case"))]
 #[serde(rename_all = "snake_case")]
 pub enum TicketState {
     /// Issued, not yet used (green).
     Unused,
     /// Used; its minutes are running (red).
     InUse,
-    /// Its minutes have run out (grey).
+    /// Ended: its time is up, or the admin ended it early (grey).
     Expired,
-    /// Withdrawn by the admin.
+    /// Removed by the admin (grey, labelled *removed*).
     Revoked,
 }
 
@@ -178,6 +181,27 @@ pub struct DeliveryReport {
     pub exit_code: Option<i32>,
     /// A one-line summary for the admin (never the PIN).
     pub message: String,
+}
+
+/// Body of `POST /api/agent/sessions/<ticket_id>/logged-off`: the TV was seen at its login
+/// screen (or in another profile) after the ticket's time was up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedOff {
+    /// When it was seen (RFC 3339, UTC).
+    pub at: String,
+}
+
+/// Body of `POST /api/pair`: the code the Devices page shows for a new box.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairRequest {
+    pub code: String,
+}
+
+/// Answer of `POST /api/pair`: the box's name and its token (the only time it is sent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairResponse {
+    pub device: String,
+    pub device_token: String,
 }
 
 /// Body of `POST /api/agent/status`: what the agent sees of its Kodi.

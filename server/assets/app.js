@@ -35,17 +35,58 @@
     });
   }
 
+  // Swaps the live parts of a fresh copy of the page in, those that changed only. Not while a
+  // finger or the mouse is down: the button under it would be replaced before its click, and
+  // the tap lost. The newest copy waits until the pointer is up and the click is through.
+  var served = {};
+  var pressed = false;
+  var waiting = null;
+  function swap(fresh) {
+    if (pressed) {
+      waiting = fresh;
+      return;
+    }
+    document.querySelectorAll("[data-live][id]").forEach(function (old) {
+      var now = fresh.getElementById(old.id);
+      if (!now || served[old.id] === now.outerHTML) return;
+      served[old.id] = now.outerHTML;
+      now.querySelectorAll('input[name="csrf_token"]').forEach(function (input) {
+        if (csrf) input.value = csrf.content;
+      });
+      old.replaceWith(now);
+    });
+    localTimes(document);
+    tick();
+    document.documentElement.setAttribute("data-refreshed", String(Date.now()));
+  }
+  document.addEventListener("pointerdown", function () { pressed = true; }, true);
+  function released() {
+    pressed = false;
+    if (waiting === null) return;
+    var fresh = waiting;
+    waiting = null;
+    setTimeout(function () { swap(fresh); }, 400);
+  }
+  document.addEventListener("pointerup", released, true);
+  document.addEventListener("pointercancel", released, true);
+
   // Re-reads this page and swaps in its live parts. One read at a time; changes that come
-  // during a read make one more read after it.
+  // during a read make one more read after it. A read after a change names it: every open
+  // page's read of that change gets one copy, rendered once, with no anti-CSRF token in its
+  // forms: this page's own goes in.
   var reading = false;
   var again = false;
-  function refresh() {
+  var change = null;
+  var csrf = document.querySelector('meta[name="csrf-token"]');
+  function refresh(event) {
+    if (event && event.type === "change") change = event.data;
     if (reading) {
       again = true;
       return;
     }
     reading = true;
-    fetch(location.href, { credentials: "same-origin", cache: "no-store" })
+    var headers = change === null ? {} : { "X-Live-Change": change };
+    fetch(location.href, { credentials: "same-origin", cache: "no-store", headers: headers })
       .then(function (response) {
         if (response.redirected && new URL(response.url).pathname === "/login") {
           location.assign(response.url);
@@ -54,15 +95,7 @@
         return response.ok ? response.text() : null;
       })
       .then(function (html) {
-        if (html === null) return;
-        var fresh = new DOMParser().parseFromString(html, "text/html");
-        document.querySelectorAll("[data-live][id]").forEach(function (old) {
-          var now = fresh.getElementById(old.id);
-          if (now) old.replaceWith(now);
-        });
-        localTimes(document);
-        tick();
-        document.documentElement.setAttribute("data-refreshed", String(Date.now()));
+        if (html !== null) swap(new DOMParser().parseFromString(html, "text/html"));
       })
       .catch(function () {})
       .then(function () {
@@ -76,21 +109,52 @@
 
   // One stream per open page; the browser reconnects it by itself, and a page that was cut
   // off reads itself again once back, for what it missed.
+  // NOTE: over HTTP/1.1 a browser opens at most six connections to one server, and each
+  // stream holds one: with more tabs open the pages would stall. A hidden tab gives its
+  // stream up and reads itself again when it is shown.
   function listen() {
     if (!window.EventSource || !document.querySelector("[data-live][id]")) return;
-    var stream = new EventSource("/events");
+    var stream = null;
     var cutOff = false;
-    stream.addEventListener("ready", function () {
-      document.documentElement.setAttribute("data-live-stream", "open");
-      if (cutOff) refresh();
-      cutOff = false;
+    var state = function (value) {
+      document.documentElement.setAttribute("data-live-stream", value);
+    };
+    function open() {
+      stream = new EventSource("/events");
+      stream.addEventListener("ready", function () {
+        state("open");
+        // What was missed is read afresh, not from a copy of a change before the cut.
+        if (cutOff) {
+          change = null;
+          refresh();
+        }
+        cutOff = false;
+      });
+      stream.addEventListener("change", refresh);
+      stream.addEventListener("error", function () {
+        cutOff = true;
+        state("reconnecting");
+      });
+    }
+    document.addEventListener("visibilitychange", function () {
+      if (document.hidden && stream) {
+        stream.close();
+        stream = null;
+        state("paused");
+      } else if (!document.hidden && !stream) {
+        cutOff = true;
+        open();
+      }
     });
-    stream.addEventListener("change", refresh);
-    stream.addEventListener("error", function () {
-      cutOff = true;
-      document.documentElement.setAttribute("data-live-stream", "reconnecting");
+    window.addEventListener("pagehide", function () {
+      if (stream) stream.close();
     });
-    window.addEventListener("pagehide", function () { stream.close(); });
+    if (document.hidden) {
+      // Opened in a background tab: it listens once shown, reading itself first.
+      state("paused");
+    } else {
+      open();
+    }
   }
 
   localTimes(document);

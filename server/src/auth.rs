@@ -32,7 +32,7 @@ impl Session {
     pub async fn start(
         pool: &db::Pool,
         cookies: &CookieJar<'_>,
-        admin_id: i64,
+        admin_id: db::AdminId,
     ) -> Result<(), Error> {
         let token = token::generate();
         db::sessions::insert(pool, &token::hash(&token), admin_id).await?;
@@ -109,7 +109,7 @@ impl<'r> FromRequest<'r> for Admin {
 /// A Kodi box calling the API with its `Authorization: Bearer <token>`.
 #[derive(Debug, Clone, Copy)]
 pub struct Device {
-    pub id: i64,
+    pub id: db::DeviceId,
 }
 
 #[rocket::async_trait]

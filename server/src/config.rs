@@ -15,10 +15,12 @@ use crate::db::sessions::Lifetimes;
 /// The app's settings; every one can be set in `Rocket.toml` or as `ROCKET_<NAME>`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct AppConfig {
-    /// Folder for the generated secret key (and, by default, the database).
+    /// Folder for the generated secret key. The database has a setting of its own
+    /// (`databases.kodi_tickets.url`), which by default points into `data` too.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
-    /// The script that makes a PIN a Kodi profile's lock code.
+    /// The Kodi script: it makes a PIN a profile's lock code, and with `--log-off` ends a
+    /// session.
     #[serde(default = "default_kodi_script")]
     pub kodi_script: PathBuf,
     /// Where every run of the script is recorded.
@@ -80,23 +82,51 @@ fn default_session_max_days() -> u32 {
     180
 }
 
+/// Why the server cannot start with its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Invalid(#[from] Box<rocket::figment::Error>),
+    #[error("{}", path.display())]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl From<rocket::figment::Error> for ConfigError {
+    fn from(e: rocket::figment::Error) -> Self {
+        ConfigError::Invalid(Box::new(e))
+    }
+}
+
+/// The error of a file operation on `path`, for `map_err`.
+fn on(path: &Path) -> impl FnOnce(std::io::Error) -> ConfigError + '_ {
+    move |source| ConfigError::File {
+        path: path.to_owned(),
+        source,
+    }
+}
+
 /// Rocket's figment with what the app must settle before launch: the secret key (generated
 /// once into the data folder when none is configured, so sessions survive restarts) and the
 /// folder of the SQLite file (which SQLite will not create).
-pub fn prepare(figment: Figment) -> anyhow::Result<Figment> {
+pub fn prepare(figment: Figment) -> Result<Figment, ConfigError> {
     let app: AppConfig = figment.extract()?;
-    fs::create_dir_all(&app.data_dir)?;
-    restrict(&app.data_dir, 0o700)?;
-    restrict(&app.data_dir.join(SECRET_KEY_FILE), 0o600)?;
+    let secret = app.data_dir.join(SECRET_KEY_FILE);
+    fs::create_dir_all(&app.data_dir).map_err(on(&app.data_dir))?;
+    restrict(&app.data_dir, 0o700).map_err(on(&app.data_dir))?;
+    restrict(&secret, 0o600).map_err(on(&secret))?;
     if let Ok(url) = figment.extract_inner::<String>("databases.kodi_tickets.url") {
         if let Some(database) = sqlite_path(&url) {
             if let Some(dir) = database.parent().filter(|d| !d.as_os_str().is_empty()) {
-                fs::create_dir_all(dir)?;
+                fs::create_dir_all(dir).map_err(on(dir))?;
             }
             for suffix in ["", "-wal", "-shm"] {
                 let mut file = database.clone().into_os_string();
                 file.push(suffix);
-                restrict(Path::new(&file), 0o600)?;
+                let file = PathBuf::from(file);
+                restrict(&file, 0o600).map_err(on(&file))?;
             }
         }
     }
@@ -106,7 +136,7 @@ pub fn prepare(figment: Figment) -> anyhow::Result<Figment> {
     if !rocket_config.secret_key.is_zero() {
         return Ok(figment);
     }
-    let key = load_or_create_secret(&app.data_dir.join(SECRET_KEY_FILE))?;
+    let key = load_or_create_secret(&secret).map_err(on(&secret))?;
     Ok(figment.merge(("secret_key", key)))
 }
 
@@ -144,7 +174,7 @@ fn sqlite_path(url: &str) -> Option<PathBuf> {
     (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
 
-fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
+fn load_or_create_secret(path: &Path) -> std::io::Result<String> {
     if let Ok(existing) = fs::read_to_string(path) {
         return Ok(existing.trim().to_owned());
     }
@@ -175,7 +205,7 @@ fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             Ok(fs::read_to_string(path)?.trim().to_owned())
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }
 
@@ -203,6 +233,18 @@ mod tests {
         );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("postgres://x"), None);
+    }
+
+    #[test]
+    fn a_data_folder_that_cannot_be_made_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        fs::write(&file, "").unwrap();
+        let figment = rocket::Config::figment().merge(("data_dir", file.join("data")));
+        match prepare(figment) {
+            Err(ConfigError::File { path, .. }) => assert_eq!(path, file.join("data")),
+            other => panic!("expected a file error, got {other:?}"),
+        }
     }
 
     #[test]

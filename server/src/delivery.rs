@@ -3,64 +3,35 @@
 //! the execution log.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kodi_tickets_protocol::script::{self, Run, EXIT_BUSY};
 use rand::Rng;
 use rocket::fairing::AdHoc;
-use rocket::tokio::sync::Notify;
 use rocket::tokio::{self, process::Command, time};
 use rocket_db_pools::Database;
 
 use crate::config::AppConfig;
 use crate::db::deliveries::{self, Job, SshTarget};
 use crate::db::ticket_ends::{self, End, EndOutcome};
-use crate::db::{self, Db};
-use crate::presence::Presence;
+use crate::db::tickets;
+use crate::db::{self, Db, Delivery};
+use crate::presence::Changes;
 use crate::views::rfc3339;
 
 /// The worker looks at the outbox at least this often, e.g. for busy retries.
 const IDLE_POLL: Duration = Duration::from_secs(15);
-
-/// Wakes whoever acts on a change at once: the local worker (a delivery was queued), the
-/// event streams of the device concerned (a delivery or a session of its profiles changed)
-/// and the open admin pages.
-#[derive(Clone)]
-pub struct Waker {
-    local: Arc<Notify>,
-    agents: Presence,
-}
-
-impl Waker {
-    pub fn new(agents: Presence) -> Self {
-        Waker {
-            local: Arc::default(),
-            agents,
-        }
-    }
-
-    /// After a change to a delivery or a session of `device`'s profiles (`None`: a profile on
-    /// no device).
-    pub fn wake(&self, device: Option<i64>) {
-        self.local.notify_one();
-        if let Some(device) = device {
-            self.agents.wake(device);
-        }
-        self.agents.pages().announce();
-    }
-}
 
 pub fn stage() -> AdHoc {
     AdHoc::on_liftoff("Delivery worker", |rocket| {
         Box::pin(async move {
             let pool = db::Pool::clone(Db::fetch(rocket).expect("database attached"));
             let config = rocket.state::<AppConfig>().expect("config managed").clone();
-            let waker = rocket.state::<Waker>().expect("waker managed").clone();
+            let changes = rocket.state::<Changes>().expect("changes managed").clone();
             let shutdown = rocket.shutdown();
             tokio::spawn(async move {
                 tokio::select! {
-                    _ = run_worker(pool, config, waker) => {}
+                    _ = run_worker(pool, config, changes) => {}
                     _ = shutdown => {}
                 }
             });
@@ -68,7 +39,7 @@ pub fn stage() -> AdHoc {
     })
 }
 
-async fn run_worker(pool: db::Pool, config: AppConfig, waker: Waker) {
+async fn run_worker(pool: db::Pool, config: AppConfig, changes: Changes) {
     match deliveries::requeue_interrupted(&pool).await {
         Ok(0) => {}
         Ok(n) => tracing::warn!("requeued {n} deliveries interrupted by a restart"),
@@ -78,7 +49,7 @@ async fn run_worker(pool: db::Pool, config: AppConfig, waker: Waker) {
         match deliveries::claim_due(&pool).await {
             Ok(Some(job)) => {
                 run_job(&pool, &config, job).await;
-                waker.agents.pages().announce();
+                changes.pages().announce();
                 continue;
             }
             Ok(None) => {}
@@ -104,7 +75,7 @@ async fn run_worker(pool: db::Pool, config: AppConfig, waker: Waker) {
             None => IDLE_POLL,
         };
         tokio::select! {
-            _ = waker.local.notified() => {}
+            _ = changes.for_worker() => {}
             _ = time::sleep(wait) => {}
         }
     }
@@ -113,7 +84,7 @@ async fn run_worker(pool: db::Pool, config: AppConfig, waker: Waker) {
 async fn run_job(pool: &db::Pool, config: &AppConfig, job: Job) {
     let masked = format!("{}:****", job.profile_name);
     let argument = format!("{}:{}", job.profile_name, job.lock_code);
-    let target = Target::of(&job.method, job.ssh.as_ref());
+    let target = Target::of(job.method, job.ssh.as_ref());
     let run = run_script(config, target, &argument, &masked, &job.lock_code).await;
     let report = run.report();
     let label = format!("ticket={} delivery={}", job.ticket_id, job.id);
@@ -139,7 +110,7 @@ const END_FAILED_RETRY_SECS: i64 = 60;
 /// Ends a ticket on its TV: logs its profile's session off, then replaces its PIN with the
 /// profile's next ticket's or a random secret. Tried again until Kodi confirms both.
 async fn run_end(pool: &db::Pool, config: &AppConfig, end: End) {
-    let target = Target::of(&end.method, end.ssh.as_ref());
+    let target = Target::of(end.method, end.ssh.as_ref());
     let label = format!("ticket={} end", end.ticket_id);
     let name = &end.profile_name;
     let shown = format!("--log-off {name}");
@@ -150,7 +121,13 @@ async fn run_end(pool: &db::Pool, config: &AppConfig, end: End) {
     )
     .await;
     let (outcome, exit_code, message) = match end_outcome(&log_off) {
-        EndOutcome::Done => relock(pool, config, &end, target, &label).await,
+        EndOutcome::Done => {
+            // The script saw Kodi at its login screen.
+            if let Err(e) = tickets::mark_logged_off(pool, end.ticket_id, None, db::now()).await {
+                tracing::error!("cannot record ticket {}'s log-off: {e}", end.ticket_id);
+            }
+            relock(pool, config, &end, target, &label).await
+        }
         not_yet => (not_yet, log_off.exit_code, log_off.report().message),
     };
     if let Err(e) = ticket_ends::finish(pool, end.ticket_id, outcome, exit_code, &message).await {
@@ -215,8 +192,8 @@ enum Target<'a> {
 }
 
 impl<'a> Target<'a> {
-    fn of(method: &str, ssh: Option<&'a SshTarget>) -> Self {
-        if method == "ssh" {
+    fn of(method: Delivery, ssh: Option<&'a SshTarget>) -> Self {
+        if method == Delivery::Ssh {
             Target::Ssh(ssh)
         } else {
             Target::Local

@@ -83,12 +83,6 @@ pub fn status_message(status: Status) -> &'static str {
     }
 }
 
-/// True for requests answered with JSON rather than HTML.
-pub fn is_api(req: &Request<'_>) -> bool {
-    let path = req.uri().path();
-    path == "/api" || path.starts_with("/api/") || path == "/healthz"
-}
-
 impl<'r> Responder<'r, 'static> for Error {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
         let status = self.status();
@@ -96,7 +90,7 @@ impl<'r> Responder<'r, 'static> for Error {
             tracing::error!(error = ?self, path = %req.uri().path(), "request failed");
         }
         let message = self.to_string();
-        let mut response = if is_api(req) {
+        let mut response = if crate::routes::answers_json(req) {
             json_error(status, &message).respond_to(req)?
         } else {
             let page = Template::render(

@@ -2,10 +2,10 @@
 //! the worker that applies PINs to Kodi.
 
 pub mod auth;
-pub mod cli;
 pub mod config;
 pub mod db;
 pub mod delivery;
+pub mod enrol;
 pub mod error;
 pub mod headers;
 pub mod live;
@@ -15,6 +15,7 @@ pub mod password;
 pub mod presence;
 pub mod process;
 pub mod rate_limit;
+pub mod rereads;
 pub mod routes;
 pub mod sweeper;
 pub mod token;
@@ -27,19 +28,19 @@ use rocket::figment::Figment;
 use rocket::{Build, Rocket};
 use rocket_dyn_templates::Template;
 
-use crate::config::AppConfig;
+use crate::config::{AppConfig, ConfigError};
 
 /// The server as configured by `Rocket.toml` and `ROCKET_*` variables.
-pub fn rocket() -> anyhow::Result<Rocket<Build>> {
+pub fn rocket() -> Result<Rocket<Build>, ConfigError> {
     rocket_from(rocket::Config::figment())
 }
 
 /// The server built from a given figment (tests pass their own database and paths).
-pub fn rocket_from(figment: Figment) -> anyhow::Result<Rocket<Build>> {
+pub fn rocket_from(figment: Figment) -> Result<Rocket<Build>, ConfigError> {
     let figment = config::prepare(figment)?;
     let pages = live::Pages::default();
     let presence = presence::Presence::new(pages.clone());
-    Ok(rocket::custom(figment)
+    let rocket = rocket::custom(figment)
         .attach(AdHoc::config::<AppConfig>())
         .attach(Template::custom(|engines| {
             engines.handlebars.set_strict_mode(true);
@@ -51,7 +52,8 @@ pub fn rocket_from(figment: Figment) -> anyhow::Result<Rocket<Build>> {
         .attach(sweeper::stage())
         .attach(live::stage())
         .manage(rate_limit::Limiters::default())
-        .manage(delivery::Waker::new(presence.clone()))
+        .manage(rereads::Rereads::default())
+        .manage(presence::Changes::new(presence.clone()))
         .manage(presence)
         .manage(pages)
         .mount("/", routes::auth::routes())
@@ -64,8 +66,6 @@ pub fn rocket_from(figment: Figment) -> anyhow::Result<Rocket<Build>> {
         .mount("/api", routes::api::routes())
         .mount("/api", routes::agent::routes())
         .mount("/", origin::routes())
-        .mount("/api", origin::routes())
-        .register("/", routes::page_catchers())
-        .register("/api", routes::api_catchers())
-        .register("/healthz", routes::api_catchers()))
+        .mount("/api", origin::routes());
+    Ok(routes::register_catchers(rocket))
 }

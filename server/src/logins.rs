@@ -10,20 +10,20 @@ use std::sync::Mutex;
 use rocket::tokio::{self, sync::oneshot};
 
 use crate::db::tickets::{self, Ticket};
-use crate::db::Pool;
+use crate::db::{DeviceId, Pool, TicketId};
 use crate::error::{Error, Result};
 
-/// Most logins in one statement (two SQL variables each, far below SQLite's limit).
+/// Most logins in one statement (three SQL variables each, far below SQLite's limit).
 const MAX_BATCH: usize = 256;
 
 /// The ticket used with the login's PIN (possibly by another device's login in the same
 /// batch), or `None` for an unknown or already used PIN.
-type Answer = std::result::Result<Option<i64>, String>;
+type Answer = std::result::Result<Option<TicketId>, String>;
 
 struct Waiting {
     lock_code: String,
     /// The device reporting it: only tickets of its own profiles can be used.
-    device_id: i64,
+    device_id: DeviceId,
     at: i64,
     answer: oneshot::Sender<Answer>,
 }
@@ -51,7 +51,7 @@ impl Logins {
     pub async fn mark_used(
         &self,
         lock_code: &str,
-        device_id: i64,
+        device_id: DeviceId,
         at: i64,
     ) -> Result<Option<Ticket>> {
         let (answer, mut answered) = oneshot::channel();
@@ -126,7 +126,7 @@ async fn write(pool: Pool, batch: Vec<Waiting>) {
         })
         .collect();
     let written = tickets::mark_used(&pool, &uses).await;
-    let winners: HashMap<String, i64> = match &written {
+    let winners: HashMap<String, TicketId> = match &written {
         Ok(used) => used.iter().map(|(id, code)| (code.clone(), *id)).collect(),
         Err(e) => {
             tracing::error!("cannot write {} login(s): {e}", uses.len());

@@ -94,7 +94,7 @@ impl Fairing for HostCheck {
         );
         // NOTE: Rocket has no way to answer from a fairing: the request is sent to the route
         // that refuses it instead (under /api, so that the answer is JSON there).
-        let to = match (refusal, crate::error::is_api(req)) {
+        let to = match (refusal, crate::routes::answers_json(req)) {
             (Refusal::Host, false) => "/refused/host",
             (Refusal::Host, true) => "/api/refused/host",
             (Refusal::Origin, false) => "/refused/origin",

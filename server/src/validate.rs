@@ -4,8 +4,9 @@ pub const NAME_MAX_CHARS: usize = 50;
 pub const LENGTH_MIN: i64 = 1;
 pub const LENGTH_MAX: i64 = 1440;
 
-/// A profile or device name: trimmed, 1 to 50 characters, no control characters, and none of
-/// `:` `/` `\` (the Kodi script takes `profile:PIN`, and Kodi makes a folder of the name).
+/// A profile, device or admin user name: trimmed, 1 to 50 characters, no control characters,
+/// and none of `:` `/` `\` (the Kodi script takes `profile:PIN`, and Kodi makes a folder of a
+/// profile's name).
 pub fn name(raw: &str, what: &str) -> Result<String, String> {
     let name = raw.trim();
     if name.is_empty() {

@@ -4,6 +4,7 @@
 pub use kodi_tickets_protocol::times::rfc3339;
 use kodi_tickets_protocol::TicketState;
 use rocket::request::{self, FlashMessage, FromRequest, Request};
+use rocket::{Orbit, Rocket};
 use rocket_dyn_templates::Template;
 use serde::Serialize;
 use time::macros::format_description;
@@ -11,6 +12,7 @@ use time::OffsetDateTime;
 
 use crate::auth::{CsrfToken, Session};
 use crate::db::tickets::Ticket;
+use crate::db::{DeliveryStatus, TicketId};
 
 /// The page frame: who is logged in, the CSRF token for forms, the flash message.
 #[derive(Debug, Serialize)]
@@ -65,6 +67,30 @@ struct Context<'a, P> {
     title: &'a str,
     chrome: Chrome,
     page: P,
+}
+
+/// Renders `name` for no one in particular (no anti-CSRF token, message or user name), to be
+/// shared by every live page's re-read of it (`rereads.rs`).
+pub fn render_to_string(
+    rocket: &Rocket<Orbit>,
+    name: &'static str,
+    title: &str,
+    page: impl Serialize,
+) -> Option<String> {
+    let chrome = Chrome {
+        csrf_token: String::new(),
+        admin: None,
+        flash: None,
+    };
+    Template::show(
+        rocket,
+        name,
+        Context {
+            title,
+            chrome,
+            page,
+        },
+    )
 }
 
 /// Renders `name` with the frame under `chrome` and the page's own data under `page`.
@@ -125,7 +151,7 @@ pub fn time_left(seconds: i64) -> String {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Reach {
     /// The unused ticket whose PIN is the profile's lock code on the TV now.
-    pub armed: Option<i64>,
+    pub armed: Option<TicketId>,
     /// The profile's box gets PINs through its agent, and the agent is not connected.
     pub tv_offline: bool,
 }
@@ -149,6 +175,8 @@ pub enum Status {
     /// A newer PIN was set after it.
     Replaced,
     InUse,
+    /// Its time is up (or it was ended), but the TV was not yet seen logged off.
+    NotLoggedOff,
     Ended,
 }
 
@@ -181,7 +209,7 @@ pub fn plain_reason(message: Option<&str>) -> String {
 /// A ticket as a table row or card shows it.
 #[derive(Debug, Serialize)]
 pub struct TicketRow {
-    pub id: i64,
+    pub id: TicketId,
     pub lock_code: String,
     pub length: String,
     pub state: TicketState,
@@ -206,14 +234,17 @@ pub struct TicketRow {
 impl TicketRow {
     pub fn new(t: &Ticket, now: i64, reach: Reach) -> Self {
         let state = t.state_at(now);
-        let delivery = t.delivery_status.as_deref();
+        let delivery = t.delivery_status;
         let status = match state {
             TicketState::InUse => Status::InUse,
+            TicketState::Expired | TicketState::Revoked if t.awaits_log_off(now) => {
+                Status::NotLoggedOff
+            }
             TicketState::Expired | TicketState::Revoked => Status::Ended,
             TicketState::Unused => match delivery {
-                Some("applied") if reach.armed == Some(t.id) => Status::Ready,
-                Some("applied") => Status::Replaced,
-                Some("failed") => Status::NotSent,
+                Some(DeliveryStatus::Applied) if reach.armed == Some(t.id) => Status::Ready,
+                Some(DeliveryStatus::Applied) => Status::Replaced,
+                Some(DeliveryStatus::Failed) => Status::NotSent,
                 _ if reach.tv_offline => Status::WaitingOffline,
                 _ if reach.armed.is_some_and(|a| a != t.id) => Status::WaitingTurn,
                 _ if t
@@ -238,9 +269,10 @@ impl TicketRow {
             ),
             Status::Replaced => "Not on the TV: a newer PIN replaced it".to_owned(),
             Status::InUse => "In use until".to_owned(),
+            Status::NotLoggedOff => "TV not yet logged off; ended".to_owned(),
             Status::Ended => "Ended".to_owned(),
         };
-        let status_note = (status == Status::Ended).then(|| {
+        let status_note = matches!(status, Status::Ended | Status::NotLoggedOff).then(|| {
             let planned_end = t.used_at.map(|u| u + t.length * 60);
             match state {
                 TicketState::Revoked => "removed",
@@ -250,7 +282,7 @@ impl TicketRow {
         });
         let row_class = match status {
             Status::Ready => "table-success",
-            Status::InUse => "table-danger",
+            Status::InUse | Status::NotLoggedOff => "table-danger",
             Status::Ended => "table-secondary",
             _ => "table-warning",
         };
@@ -263,7 +295,9 @@ impl TicketRow {
             status,
             status_text,
             status_time: match status {
-                Status::InUse | Status::Ended => t.expires_at.map(Moment::at),
+                Status::InUse | Status::NotLoggedOff | Status::Ended => {
+                    t.expires_at.map(Moment::at)
+                }
                 _ => None,
             },
             status_note,
@@ -311,6 +345,7 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::{DeviceId, ProfileId};
 
     #[test]
     fn names_sort_as_people_count() {
@@ -347,19 +382,20 @@ mod tests {
         );
     }
 
-    fn ticket(state: &str, delivery: Option<&str>) -> Ticket {
+    fn ticket(state: TicketState, delivery: Option<DeliveryStatus>) -> Ticket {
         Ticket {
-            id: 7,
-            profile_id: 1,
+            id: TicketId(7),
+            profile_id: ProfileId(1),
             profile_name: "Kids".into(),
-            device_id: Some(1),
+            device_id: Some(DeviceId(1)),
             lock_code: "4821".into(),
             length: 30,
-            state: state.into(),
+            state,
             created_at: 0,
             used_at: None,
             expires_at: None,
-            delivery_status: delivery.map(str::to_owned),
+            logged_off_at: None,
+            delivery_status: delivery,
             delivery_message: None,
             delivery_updated_at: None,
         }
@@ -368,11 +404,11 @@ mod tests {
     #[test]
     fn only_the_armed_pin_is_ready_on_the_tv() {
         let armed = Reach {
-            armed: Some(7),
+            armed: Some(TicketId(7)),
             tv_offline: false,
         };
         let other = Reach {
-            armed: Some(8),
+            armed: Some(TicketId(8)),
             tv_offline: false,
         };
         let offline = Reach {
@@ -381,26 +417,45 @@ mod tests {
         };
         let status = |t: &Ticket, r| TicketRow::new(t, 0, r).status;
         assert_eq!(
-            status(&ticket("unused", Some("applied")), armed),
+            status(
+                &ticket(TicketState::Unused, Some(DeliveryStatus::Applied)),
+                armed
+            ),
             Status::Ready
         );
         assert_eq!(
-            status(&ticket("unused", Some("applied")), other),
+            status(
+                &ticket(TicketState::Unused, Some(DeliveryStatus::Applied)),
+                other
+            ),
             Status::Replaced
         );
         assert_eq!(
-            status(&ticket("unused", Some("pending")), other),
+            status(
+                &ticket(TicketState::Unused, Some(DeliveryStatus::Pending)),
+                other
+            ),
             Status::WaitingTurn
         );
         assert_eq!(
-            status(&ticket("unused", Some("pending")), offline),
+            status(
+                &ticket(TicketState::Unused, Some(DeliveryStatus::Pending)),
+                offline
+            ),
             Status::WaitingOffline
         );
         assert_eq!(
-            status(&ticket("unused", Some("failed")), armed),
+            status(
+                &ticket(TicketState::Unused, Some(DeliveryStatus::Failed)),
+                armed
+            ),
             Status::NotSent
         );
-        let row = TicketRow::new(&ticket("unused", Some("pending")), 0, Reach::default());
+        let row = TicketRow::new(
+            &ticket(TicketState::Unused, Some(DeliveryStatus::Pending)),
+            0,
+            Reach::default(),
+        );
         assert_eq!(
             (row.status, row.row_class),
             (Status::Setting, "table-warning")
@@ -408,9 +463,34 @@ mod tests {
     }
 
     #[test]
-    fn an_ended_ticket_says_how_it_ended() {
-        let mut t = ticket("expired", Some("applied"));
+    fn an_ended_ticket_is_not_plainly_ended_until_the_tv_logged_off() {
+        let mut t = ticket(TicketState::Expired, Some(DeliveryStatus::Applied));
         t.used_at = Some(0);
+        t.expires_at = Some(30 * 60);
+        let row = TicketRow::new(&t, 3600, Reach::default());
+        assert_eq!(
+            (row.status, row.row_class, row.status_note),
+            (Status::NotLoggedOff, "table-danger", Some("time up"))
+        );
+        t.logged_off_at = Some(30 * 60 + 4);
+        let row = TicketRow::new(&t, 3600, Reach::default());
+        assert_eq!(
+            (row.status, row.row_class),
+            (Status::Ended, "table-secondary")
+        );
+        // A ticket never used had no session to end.
+        let unused = ticket(TicketState::Revoked, Some(DeliveryStatus::Applied));
+        assert_eq!(
+            TicketRow::new(&unused, 0, Reach::default()).status,
+            Status::Ended
+        );
+    }
+
+    #[test]
+    fn an_ended_ticket_says_how_it_ended() {
+        let mut t = ticket(TicketState::Expired, Some(DeliveryStatus::Applied));
+        t.used_at = Some(0);
+        t.logged_off_at = Some(30 * 60);
         t.expires_at = Some(30 * 60);
         assert_eq!(
             TicketRow::new(&t, 3600, Reach::default()).status_note,
@@ -421,7 +501,7 @@ mod tests {
             TicketRow::new(&t, 3600, Reach::default()).status_note,
             Some("ended early")
         );
-        t.state = "revoked".into();
+        t.state = TicketState::Revoked;
         assert_eq!(
             TicketRow::new(&t, 3600, Reach::default()).status_note,
             Some("removed")

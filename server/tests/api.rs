@@ -327,3 +327,130 @@ async fn healthz_answers_without_auth() {
     assert_eq!(status, Status::NotFound);
     assert!(err["error"].is_string());
 }
+
+/// `POST /api/agent/sessions/<id>/logged-off` from `token`, with `body`.
+async fn report_logged_off(s: &TestServer, token: &str, id: i64, body: &str) -> Status {
+    s.agent_post(token, &format!("/api/agent/sessions/{id}/logged-off"), body)
+        .await
+}
+
+#[rocket::async_test]
+async fn only_the_profiles_box_can_say_its_tv_logged_off_after_a_used_ticket() {
+    let (s, token, pin) = server_with_ticket(30).await;
+    let (other_token, _) = s.local_box_with_profile("Hall", "Guests").await;
+    let never_used: i64 = sqlx::query_scalar("SELECT id FROM tickets WHERE lock_code = ?")
+        .bind(&pin)
+        .fetch_one(&s.pool())
+        .await
+        .unwrap();
+    let at = r#"{"at":"2026-01-01T10:00:00Z"}"#;
+    assert_eq!(
+        report_logged_off(&s, &token, never_used, at).await,
+        Status::NotFound,
+        "a ticket never used had no session"
+    );
+    let used = s.use_ticket(&pin).await;
+    assert_eq!(
+        report_logged_off(&s, &other_token, used, at).await,
+        Status::NotFound,
+        "another box's profile"
+    );
+    assert_eq!(
+        report_logged_off(&s, &token, used, r#"{"at":"soon"}"#).await,
+        Status::BadRequest
+    );
+    assert_eq!(report_logged_off(&s, &token, used, at).await, Status::Ok);
+    let later = r#"{"at":"2026-01-01T11:00:00Z"}"#;
+    assert_eq!(report_logged_off(&s, &token, used, later).await, Status::Ok);
+    let logged_off_at: Option<i64> = s.ticket_column(used, "logged_off_at").await;
+    assert_eq!(
+        logged_off_at,
+        Some(1_767_261_600),
+        "the first report counts"
+    );
+}
+
+/// A pairing code made on the Devices page for a box named `name`.
+async fn pairing_code(s: &TestServer, name: &str) -> String {
+    let res = s.post_form("/devices/pair", &[("name", name)]).await;
+    assert_eq!(res.status(), Status::Ok);
+    let page = res.into_string().await.unwrap();
+    let marker = r#"id="pairing-code">"#;
+    let start = page.find(marker).expect("code shown") + marker.len();
+    page[start..start + 6].to_owned()
+}
+
+async fn pair(s: &TestServer, body: &str) -> (Status, serde_json::Value) {
+    common::json_of(
+        s.client
+            .post("/api/pair")
+            .header(ContentType::JSON)
+            .body(body)
+            .dispatch()
+            .await,
+    )
+    .await
+}
+
+#[rocket::async_test]
+async fn a_pairing_code_gives_its_box_a_token_once_and_only_while_fresh() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let code = pairing_code(&s, "Bedroom").await;
+    assert!(code.bytes().all(|b| b.is_ascii_digit()), "{code}");
+    let (status, body) = pair(&s, &format!(r#"{{"code":"{code}"}}"#)).await;
+    assert_eq!(status, Status::Ok, "{body}");
+    assert_eq!(body["device"], "Bedroom");
+    let token = body["device_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s.agent_post(
+            &token,
+            "/api/agent/status",
+            r#"{"agent_version":"1","kodi_reachable":false}"#
+        )
+        .await,
+        Status::Ok,
+        "the token works"
+    );
+    let (status, body) = pair(&s, &format!(r#"{{"code":"{code}"}}"#)).await;
+    assert_eq!(status, Status::NotFound, "once: {body}");
+    assert_eq!(body["error"], "unknown or expired pairing code");
+
+    // A name that is taken cannot be paired again; a stale code pairs nothing.
+    let res = s.post_form("/devices/pair", &[("name", "bedroom")]).await;
+    assert_eq!(res.status(), Status::SeeOther, "refused with a message");
+    let code = pairing_code(&s, "Hall").await;
+    sqlx::query("UPDATE pairings SET expires_at = unixepoch() - 1")
+        .execute(&s.pool())
+        .await
+        .unwrap();
+    let (status, _) = pair(&s, &format!(r#"{{"code":"{code}"}}"#)).await;
+    assert_eq!(status, Status::NotFound, "expired");
+    let (status, _) = pair(&s, r#"{"code":12}"#).await;
+    assert!(status.code == 422 || status.code == 400, "{status}");
+}
+
+#[rocket::async_test]
+async fn guessing_pairing_codes_is_limited_before_any_lookup() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let code = pairing_code(&s, "Bedroom").await;
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    let body = format!(r#"{{"code":"{wrong}"}}"#);
+    let guesses = (0..200).map(|_| pair(&s, &body));
+    let answers = join_all(guesses).await;
+    let looked_up = answers
+        .iter()
+        .filter(|(status, _)| *status == Status::NotFound)
+        .count();
+    assert!(looked_up <= 10, "{looked_up} guesses were looked up");
+    assert!(answers
+        .iter()
+        .any(|(status, _)| *status == Status::TooManyRequests));
+    let (status, _) = pair(&s, &format!(r#"{{"code":"{code}"}}"#)).await;
+    assert_eq!(
+        status,
+        Status::TooManyRequests,
+        "the right code, sent last, waits too"
+    );
+}

@@ -4,7 +4,7 @@
 mod common;
 
 use common::TestServer;
-use kodi_tickets_server::delivery::Waker;
+use kodi_tickets_server::presence::Changes;
 use rocket::http::Status;
 
 async fn end_row(s: &TestServer, ticket: i64) -> Option<(String, i64)> {
@@ -16,11 +16,7 @@ async fn end_row(s: &TestServer, ticket: i64) -> Option<(String, i64)> {
 }
 
 async fn expires_at(s: &TestServer, ticket: i64) -> i64 {
-    sqlx::query_scalar("SELECT expires_at FROM tickets WHERE id = ?")
-        .bind(ticket)
-        .fetch_one(&s.pool())
-        .await
-        .unwrap()
+    s.ticket_column(ticket, "expires_at").await
 }
 
 async fn wait_applied(s: &TestServer, pin: &str) {
@@ -32,6 +28,10 @@ async fn wait_applied(s: &TestServer, pin: &str) {
 /// What the script was asked after the first `skip` runs.
 fn runs_after(s: &TestServer, skip: usize) -> Vec<String> {
     s.applied().into_iter().skip(skip).collect()
+}
+
+async fn logged_off_at(s: &TestServer, ticket: i64) -> Option<i64> {
+    s.ticket_column(ticket, "logged_off_at").await
 }
 
 async fn ended(s: &TestServer, ticket: i64) -> bool {
@@ -178,6 +178,9 @@ async fn a_busy_kodi_is_asked_again_until_the_session_has_ended() {
     let (status, due) = end_row(&s, ticket).await.unwrap();
     assert_eq!(status, "pending", "kept while Kodi is busy");
     assert!(due > expires_at_now(), "tried again later");
+    assert_eq!(logged_off_at(&s, ticket).await, None, "not logged off yet");
+    let (_, page) = s.page(&format!("/profiles/{kids}")).await;
+    assert!(page.contains("TV not yet logged off"), "{page}");
 
     s.set_script_exit(0);
     sqlx::query("UPDATE ticket_ends SET due_at = unixepoch() WHERE ticket_id = ?")
@@ -185,8 +188,14 @@ async fn a_busy_kodi_is_asked_again_until_the_session_has_ended() {
         .execute(&s.pool())
         .await
         .unwrap();
-    s.client.rocket().state::<Waker>().unwrap().wake(None);
+    s.client.rocket().state::<Changes>().unwrap().notify(None);
     wait_ended(&s, ticket).await;
+    assert!(
+        logged_off_at(&s, ticket).await.is_some(),
+        "the script saw the login screen"
+    );
+    let (_, page) = s.page(&format!("/profiles/{kids}")).await;
+    assert!(!page.contains("TV not yet logged off"), "{page}");
 }
 
 fn expires_at_now() -> i64 {
@@ -198,19 +207,8 @@ async fn tickets_an_agent_delivers_are_ended_by_the_agent() {
     let s = TestServer::start().await;
     s.login_admin().await;
     s.device_token("Living room").await;
-    let device: i64 = sqlx::query_scalar("SELECT id FROM devices")
-        .fetch_one(&s.pool())
-        .await
-        .unwrap();
-    let res = s
-        .post_form(
-            "/profiles",
-            &[("name", "Kids"), ("device", &device.to_string())],
-        )
-        .await;
-    let kids: i64 = res.headers().get_one("Location").unwrap()[10..]
-        .parse()
-        .unwrap();
+    let device = s.device_id("Living room").await;
+    let kids = s.create_profile_on("Kids", device).await;
     let pin = s.create_ticket(kids, 30).await;
     let ticket = s.use_ticket(&pin).await;
     assert_eq!(end_row(&s, ticket).await, None);

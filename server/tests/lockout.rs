@@ -5,7 +5,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use common::{csrf_in, urlencode, NEW_PASSWORD};
 use rocket::http::{ContentType, Cookie, Status};
@@ -144,18 +144,7 @@ async fn a_password_reset_from_the_command_line_lifts_the_user_names_limit() {
         Status::TooManyRequests
     );
 
-    let mut reset = Command::new(env!("CARGO_BIN_EXE_kodi-tickets-server"))
-        .args(["admin", "set-password", "admin"])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .env(
-            "ROCKET_DATABASES",
-            format!(
-                "{{kodi_tickets={{url=\"sqlite://{}/data/kt.db\"}}}}",
-                dir.path().display()
-            ),
-        )
-        .env("ROCKET_DATA_DIR", dir.path().join("data"))
-        .env("RUST_LOG", "error")
+    let mut reset = common::server_command(dir.path(), &["admin", "set-password", "admin"])
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use common::TestServer;
 use futures::future::join_all;
-use kodi_tickets_server::db::Pool;
+use kodi_tickets_server::db::{DeviceId, Pool};
 use kodi_tickets_server::logins::Logins;
 
 /// The Kodi box the profile of [`unused_tickets`] is on, and another one.
-const BOX: i64 = 1;
-const OTHER_BOX: i64 = 2;
+const BOX: DeviceId = DeviceId(1);
+const OTHER_BOX: DeviceId = DeviceId(2);
 
 /// Unused tickets with the PINs "1000", "1001", … of a new profile on [`BOX`], created an hour
 /// ago (so that the server's sweeper leaves tickets used since then running).

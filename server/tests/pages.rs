@@ -3,6 +3,7 @@
 mod common;
 
 use common::TestServer;
+use kodi_tickets_server::presence::Changes;
 use rocket::http::{ContentType, Status};
 
 fn location<'a>(res: &'a rocket::local::asynchronous::LocalResponse<'_>) -> Option<&'a str> {
@@ -335,6 +336,26 @@ async fn the_start_page_shows_every_profile_at_a_glance_in_natural_order() {
     let waiting = card(room2);
     assert!(!waiting.contains("End now"), "{waiting}");
     assert!(waiting.contains("New ticket"), "{waiting}");
+
+    // Time up on Room 10, its TV not yet seen logged off (Kodi busy): still red, and says so.
+    s.set_script_exit(75);
+    sqlx::query(
+        "UPDATE tickets SET state = 'expired', expires_at = unixepoch() - 5 WHERE lock_code = ?",
+    )
+    .bind(&a)
+    .execute(&s.pool())
+    .await
+    .unwrap();
+    let (_, body) = s.page("/profiles").await;
+    let start = body.find(&format!(r#"id="profile-{room10}""#)).unwrap();
+    let ended = &body[start..start + body[start..].find("</section>").unwrap()];
+    assert!(
+        ended.contains(r#"data-status="not_logged_off""#)
+            && ended.contains(&a)
+            && ended.contains("TV not yet logged off"),
+        "{ended}"
+    );
+    assert!(!ended.contains("End now"), "{ended}");
 }
 
 #[rocket::async_test]
@@ -382,7 +403,7 @@ async fn tickets_show_green_then_red_with_minutes_left() {
         "a used PIN is no longer ready"
     );
 
-    // Time runs out: the row turns grey and the PIN is free again.
+    // Time runs out: red until the TV is seen logged off, then grey.
     sqlx::query(
         "UPDATE tickets SET expires_at = expires_at - 31 * 60, used_at = used_at - 31 * 60",
     )
@@ -391,9 +412,30 @@ async fn tickets_show_green_then_red_with_minutes_left() {
     .unwrap();
     let (_, body) = s.page(&format!("/profiles/{kids}")).await;
     assert!(body.contains(r#"data-state="expired""#), "{body}");
-    assert!(body.contains("table-secondary"));
-    assert!(body.contains("(time up)"), "{body}");
+    assert!(
+        body.contains(r#"class="table-danger""#) && body.contains("TV not yet logged off"),
+        "{body}"
+    );
     assert!(!body.contains("+15 min"), "no actions of a running ticket");
+    // The server's own script logs the TV off and sees the login screen.
+    s.client.rocket().state::<Changes>().unwrap().notify(None);
+    s.eventually("the TV logged off", |s| {
+        s.applied().iter().any(|run| run == "--log-off Kids")
+    })
+    .await;
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = s.page(&format!("/profiles/{kids}")).await.1;
+        if body.contains("table-secondary") {
+            break;
+        }
+        rocket::tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        body.contains("table-secondary") && body.contains("(time up)"),
+        "{body}"
+    );
+    assert!(!body.contains("TV not yet logged off"), "{body}");
 }
 
 #[rocket::async_test]
@@ -401,10 +443,7 @@ async fn a_pin_for_an_offline_box_says_it_waits_and_the_page_warns() {
     let s = TestServer::start().await;
     s.login_admin().await;
     s.device_token("Living room").await;
-    let device: i64 = sqlx::query_scalar("SELECT id FROM devices")
-        .fetch_one(&s.pool())
-        .await
-        .unwrap();
+    let device = s.device_id("Living room").await;
     let (_, form) = s.page("/profiles/new").await;
     assert!(
         form.contains("Its agent on the box sets each PIN"),
@@ -576,6 +615,22 @@ async fn tickets_can_be_deleted_after_confirmation() {
             .0,
         Status::NotFound
     );
+    // Deleted while live, it stays on the record, labelled so.
+    let (_, page) = s.page(&format!("/profiles/{kids}")).await;
+    assert!(
+        page.contains(&format!(">{pin}<")) && page.contains("(removed)"),
+        "{page}"
+    );
+    let (_, confirm) = s.page(&format!("/tickets/{id}/delete")).await;
+    assert!(
+        confirm.contains("It leaves the list of ended tickets."),
+        "{confirm}"
+    );
+    s.post_form(&format!("/tickets/{id}/delete"), &[]).await;
+    let (_, page) = s.page(&format!("/profiles/{kids}")).await;
+    assert!(!page.contains(&format!(">{pin}<")), "{page}");
+    let res = s.post_form(&format!("/tickets/{id}/delete"), &[]).await;
+    assert_eq!(res.status(), Status::NotFound);
 }
 
 #[rocket::async_test]
@@ -815,10 +870,7 @@ async fn refused_forms_come_back_with_what_was_typed_once() {
     );
 
     s.device_token("Living room").await;
-    let device: i64 = sqlx::query_scalar("SELECT id FROM devices")
-        .fetch_one(&s.pool())
-        .await
-        .unwrap();
+    let device = s.device_id("Living room").await;
     s.post_form(
         &format!("/devices/{device}/delivery"),
         &[
@@ -885,31 +937,114 @@ async fn the_devices_page_says_when_an_agent_restarted_kodi_to_end_a_session() {
     let s = TestServer::start().await;
     s.login_admin().await;
     let token = s.device_token("Living room").await;
-    let status = |body: &'static str| {
-        s.client
-            .post("/api/agent/status")
-            .header(ContentType::JSON)
-            .header(rocket::http::Header::new(
-                "Authorization",
-                format!("Bearer {token}"),
-            ))
-            .body(body)
-            .dispatch()
-    };
-    let res = status(
-        r#"{"agent_version":"0.1.0","kodi_reachable":true,"kodi_version":"20.1","master_lock":true,
-            "forced_restart":{"at":"2026-12-04T18:30:00Z","profile":"Kids","ok":true,
-                              "message":"Kodi restarted"}}"#,
-    )
-    .await;
-    assert_eq!(res.status(), Status::Ok);
+    let res = s
+        .agent_post(
+            &token,
+            "/api/agent/status",
+            r#"{"agent_version":"0.1.0","kodi_reachable":true,"kodi_version":"20.1","master_lock":true,
+                "forced_restart":{"at":"2026-12-04T18:30:00Z","profile":"Kids","ok":true,
+                                  "message":"Kodi restarted"}}"#,
+        )
+        .await;
+    assert_eq!(res, Status::Ok);
     // A later status without one keeps the note.
-    let res = status(r#"{"agent_version":"0.1.0","kodi_reachable":true}"#).await;
-    assert_eq!(res.status(), Status::Ok);
+    let res = s
+        .agent_post(
+            &token,
+            "/api/agent/status",
+            r#"{"agent_version":"0.1.0","kodi_reachable":true}"#,
+        )
+        .await;
+    assert_eq!(res, Status::Ok);
     let (_, body) = s.page("/devices").await;
     assert!(
         body.contains("Kodi was restarted to end “Kids”: its remote control did not answer.")
             && body.contains(r#"datetime="2026-12-04T18:30:00Z""#),
         "{body}"
     );
+}
+
+/// A live page's re-read after change `n`, as the page script sends it.
+async fn reread(s: &TestServer, path: &str, n: u64) -> (Status, String) {
+    let res = s
+        .client
+        .get(path.to_owned())
+        .header(rocket::http::Header::new("X-Live-Change", n.to_string()))
+        .dispatch()
+        .await;
+    (res.status(), res.into_string().await.unwrap_or_default())
+}
+
+#[rocket::async_test]
+async fn re_reads_after_one_change_share_one_copy_without_anyones_csrf_token() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let kids = s.create_profile("Kids").await;
+    let path = format!("/profiles/{kids}");
+    let (_, own) = s.page(&path).await;
+    let token = common::csrf_in(&own);
+    assert!(!token.is_empty());
+
+    let (status, first) = reread(&s, &path, 7).await;
+    assert_eq!(status, Status::Ok);
+    assert!(
+        !first.contains(&token),
+        "no session's token in a shared copy"
+    );
+    assert!(first.contains("No tickets yet."), "{first}");
+    // A ticket issued meanwhile: the re-reads of change 7 still get the one copy made for
+    // it; change 8's re-read reads the database again.
+    let pin = s.create_ticket(kids, 30).await;
+    let (_, again) = reread(&s, &path, 7).await;
+    assert_eq!(again, first, "rendered once per change");
+    let (_, next) = reread(&s, &path, 8).await;
+    assert!(next.contains(&format!(">{pin}<")), "{next}");
+    // A visit without the header is the visitor's own page.
+    let (_, own) = s.page(&path).await;
+    assert!(own.contains(&token) && own.contains(&format!(">{pin}<")));
+    // Re-reads are for logged-in admins only, like the page.
+    let res = s.post_form("/logout", &[]).await;
+    assert_eq!(res.status(), Status::SeeOther);
+    let (status, body) = reread(&s, &path, 8).await;
+    assert!(!body.contains(&pin), "{status} {body}");
+}
+
+#[rocket::async_test]
+async fn open_pages_hear_when_an_agent_reports_a_change_of_its_kodi_and_only_then() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let token = s.device_token("Living room").await;
+    let mut pages = s
+        .client
+        .rocket()
+        .state::<kodi_tickets_server::live::Pages>()
+        .unwrap()
+        .listen();
+    let status = |reachable: bool| {
+        format!(
+            r#"{{"agent_version":"1","kodi_reachable":{reachable},"kodi_version":"20.1","master_lock":true}}"#
+        )
+    };
+    assert_eq!(
+        s.agent_post(&token, "/api/agent/status", &status(true))
+            .await,
+        Status::Ok
+    );
+    assert!(pages.has_changed().unwrap(), "Kodi seen for the first time");
+    pages.borrow_and_update();
+    assert_eq!(
+        s.agent_post(&token, "/api/agent/status", &status(true))
+            .await,
+        Status::Ok
+    );
+    assert!(
+        !pages.has_changed().unwrap(),
+        "the same again: nothing to show"
+    );
+    assert_eq!(
+        s.agent_post(&token, "/api/agent/status", &status(false))
+            .await,
+        Status::Ok
+    );
+    assert!(pages.has_changed().unwrap(), "Kodi no longer answers");
 }

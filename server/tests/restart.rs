@@ -32,19 +32,7 @@ async fn data_and_sessions_survive_a_restart() {
 }
 
 fn server_command(s: &TestServer, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kodi-tickets-server"));
-    cmd.args(args)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .env(
-            "ROCKET_DATABASES",
-            format!(
-                "{{kodi_tickets={{url=\"sqlite://{}/data/kt.db\"}}}}",
-                s.dir.path().display()
-            ),
-        )
-        .env("ROCKET_DATA_DIR", s.path("data"))
-        .env("RUST_LOG", "error");
-    cmd
+    common::server_command(s.dir.path(), args)
 }
 
 #[rocket::async_test]
@@ -70,6 +58,25 @@ async fn the_cli_adds_devices_and_resets_passwords() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "duplicate name refused");
+
+    // Listed, then revoked by name: the token is refused at once.
+    let out = server_command(&s, &["device", "list"]).output().unwrap();
+    let listed = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        listed.starts_with("Kitchen TV\tagent\tlast seen "),
+        "{listed}"
+    );
+    let out = server_command(&s, &["device", "revoke", "Kitchen TV"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(s.api_ticket(&token, "1234").await.0, Status::Unauthorized);
+    let out = server_command(&s, &["device", "list"]).output().unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().contains("\trevoked"));
+    let out = server_command(&s, &["device", "revoke", "Kitchen TV"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "nothing left to revoke");
 
     let mut child = server_command(&s, &["admin", "set-password", "admin"])
         .stdin(Stdio::piped())
@@ -102,7 +109,23 @@ async fn the_cli_adds_devices_and_resets_passwords() {
     child.stdin.take().unwrap().write_all(b"short\n").unwrap();
     assert!(!child.wait().unwrap().success(), "weak password refused");
 
+    // Help on every command; no server log around a command's answer.
+    for args in [
+        &["--help"][..],
+        &["device", "--help"],
+        &["admin", "set-password", "--help"],
+    ] {
+        let out = server_command(&s, args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage:"));
+    }
+    let out = server_command(&s, &["device", "list"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no log lines");
+
     let out = server_command(&s, &["frobnicate"]).output().unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("usage"));
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Usage: kodi-tickets-server"));
 }

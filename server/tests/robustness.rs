@@ -306,8 +306,6 @@ async fn unknown_users_and_wrong_passwords_get_the_same_answer() {
 
 // ---- the real binary, over HTTP -----------------------------------------------------------------
 
-const REPO_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-
 /// A Kodi script stand-in: notes its run (`pid argument`) in `runs.txt`, sleeps the seconds in
 /// `sleep` (none when absent), then records its argument in `applied.txt`.
 fn write_script(dir: &Path) -> PathBuf {
@@ -345,16 +343,7 @@ impl Server {
         let port = free_port();
         let log = dir.join(format!("{name}-{port}.log"));
         let out = fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_kodi-tickets-server"))
-            .current_dir(REPO_ROOT)
-            .env(
-                "ROCKET_DATABASES",
-                format!(
-                    "{{kodi_tickets={{url=\"sqlite://{}/data/kt.db\"}}}}",
-                    dir.display()
-                ),
-            )
-            .env("ROCKET_DATA_DIR", dir.join("data"))
+        let child = common::server_command(dir, &[])
             .env("ROCKET_ADDRESS", "127.0.0.1")
             .env("ROCKET_PORT", port.to_string())
             .env("ROCKET_KODI_SCRIPT", dir.join("kodi.sh"))

@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use common::{TestServer, NEW_PASSWORD};
 use kodi_tickets_server::password;
@@ -144,18 +144,7 @@ async fn a_password_reset_from_the_command_line_that_cannot_end_the_sessions_cha
     let s = TestServer::start().await;
     s.login_admin().await;
     refuse_ending_sessions(&s).await;
-    let mut reset = Command::new(env!("CARGO_BIN_EXE_kodi-tickets-server"))
-        .args(["admin", "set-password", "admin"])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .env(
-            "ROCKET_DATABASES",
-            format!(
-                "{{kodi_tickets={{url=\"sqlite://{}/data/kt.db\"}}}}",
-                s.dir.path().display()
-            ),
-        )
-        .env("ROCKET_DATA_DIR", s.path("data"))
-        .env("RUST_LOG", "off")
+    let mut reset = common::server_command(s.dir.path(), &["admin", "set-password", "admin"])
         .stdin(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -168,4 +157,49 @@ async fn a_password_reset_from_the_command_line_that_cannot_end_the_sessions_cha
         password_is(&s, NEW_PASSWORD).await,
         "the old password stands"
     );
+}
+
+/// Posts the password form with `current` as the current password; the page's message.
+async fn change_password(s: &TestServer, current: &str, new: &str) -> String {
+    let res = s
+        .post_form(
+            "/password",
+            &[
+                ("current_password", current),
+                ("new_password", new),
+                ("confirm_password", new),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), Status::SeeOther);
+    let to = res.headers().get_one("Location").unwrap().to_owned();
+    s.page(&to).await.1
+}
+
+#[rocket::async_test]
+async fn guessing_the_current_password_while_logged_in_is_limited_like_a_login() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    for _ in 0..5 {
+        let page = change_password(&s, "not-it-at-all", "another-pass-93").await;
+        assert!(page.contains("The current password is wrong."), "{page}");
+    }
+    let page = change_password(&s, NEW_PASSWORD, "another-pass-93").await;
+    assert!(
+        page.contains("Too many wrong passwords. Try again in"),
+        "{page}"
+    );
+    assert!(password_is(&s, NEW_PASSWORD).await, "the password stands");
+    // The guesses were counted for this session only, not for the address or the user name:
+    // logged out, the owner logs in again at once.
+    let res = s.post_form("/logout", &[]).await;
+    assert_eq!(res.status(), Status::SeeOther);
+    let res = s
+        .post_form(
+            "/login",
+            &[("username", "admin"), ("password", NEW_PASSWORD)],
+        )
+        .await;
+    assert_eq!(res.status(), Status::SeeOther);
+    assert_eq!(res.headers().get_one("Location"), Some("/profiles"));
 }

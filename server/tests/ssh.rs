@@ -121,10 +121,7 @@ async fn server_using_ssh(sshd_dir: &Path) -> TestServer {
 async fn ssh_profile(s: &TestServer, sshd: &Sshd, sshd_dir: &Path, name: &str) -> i64 {
     s.login_admin().await;
     s.device_token("Bedroom TV").await;
-    let device: i64 = sqlx::query_scalar("SELECT id FROM devices")
-        .fetch_one(&s.pool())
-        .await
-        .unwrap();
+    let device = s.device_id("Bedroom TV").await;
     let res = s
         .post_form(
             &format!("/devices/{device}/delivery"),
@@ -230,10 +227,7 @@ async fn incomplete_ssh_settings_are_refused_by_the_form() {
     let s = TestServer::start().await;
     s.login_admin().await;
     s.device_token("TV").await;
-    let device: i64 = sqlx::query_scalar("SELECT id FROM devices")
-        .fetch_one(&s.pool())
-        .await
-        .unwrap();
+    let device = s.device_id("TV").await;
     for (user, host, port, key) in [
         ("", "127.0.0.1", "22", "/k"),
         ("kodi", "-oProxyCommand=x", "22", "/k"),

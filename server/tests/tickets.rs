@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use common::TestServer;
 use futures::future::join_all;
 use kodi_tickets_server::db::tickets::{self, Created};
+use kodi_tickets_server::db::{ProfileId, TicketId};
 use rocket::http::{ContentType, Status};
 
 /// Fills every code but `keep` with live tickets of `profile`, straight into the database.
@@ -86,7 +87,9 @@ async fn the_draw_is_spread_over_the_free_codes() {
     let mut seen = HashSet::new();
     for draw in 0..4u32 {
         let Created::Ticket { lock_code, id, .. } =
-            tickets::insert(&pool, kids, 30, draw).await.unwrap()
+            tickets::insert(&pool, ProfileId(kids), 30, draw)
+                .await
+                .unwrap()
         else {
             panic!("no code");
         };
@@ -190,7 +193,7 @@ async fn block_counts(pool: &kodi_tickets_server::db::Pool) -> (Vec<i64>, Vec<i6
     (kept, actual)
 }
 
-async fn live_ticket(pool: &kodi_tickets_server::db::Pool, pin: &str) -> i64 {
+async fn live_ticket(pool: &kodi_tickets_server::db::Pool, pin: &str) -> TicketId {
     sqlx::query_scalar(
         "SELECT id FROM tickets WHERE lock_code = ? AND state IN ('unused', 'in_use')",
     )

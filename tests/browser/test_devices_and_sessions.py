@@ -32,7 +32,6 @@ from test_walkthrough import (
     create_profile,
     log_in_first_time,
     severe,
-    submit,
     ticket_status,
     wait,
     wait_for_path,
@@ -186,7 +185,7 @@ def test_device_with_agent_and_running_session(server, browser, artifacts, strea
     wait_for_path(driver, "/devices")
     assert driver.find_element(By.TAG_NAME, "h1").text == "Devices"
     fill(driver, name=DEVICE)
-    submit(driver, "/devices")
+    driver.find_element(By.XPATH, "//main//button[normalize-space()='Add with a token']").click()
     wait(driver).until(lambda d: d.find_elements(By.ID, "new-token"))
     token = driver.find_element(By.ID, "new-token").text.strip()
     assert re.fullmatch(r"kt_\S{16,}", token), repr(token)
@@ -293,14 +292,22 @@ def test_device_with_agent_and_running_session(server, browser, artifacts, strea
     wait(driver).until(lambda d: flash(d) is not None)
     kind, text = flash(driver)
     assert kind == "success" and text.startswith(f"Ticket {pin} ended. The TV logs the profile off"), (kind, text)
+    # Until the agent has seen the TV logged off, the row says so, in red.
     row, cell = ticket_cells(driver, "expired")
-    assert "table-secondary" in classes(row), row.get_attribute("class")
-    assert re.fullmatch(r"Ended \d\d:\d\d \(ended early\)", cell["State"]), cell
+    assert "table-danger" in classes(row), row.get_attribute("class")
+    assert re.fullmatch(r"TV not yet logged off; ended \d\d:\d\d \(ended early\)", cell["State"]), cell
     assert cell["Time left"] == "—", cell
     assert row_button(row, "+15 min") is None and row_button(row, "End now") is None
     seen, session = stream.next_event(
         "session", seen + 1, lambda d: d.get("ticket_id") == arm["ticket_id"])
     assert unix(session["expires_at"]) <= time.time(), session
+    status, body = server.api(token, f"/api/agent/sessions/{arm['ticket_id']}/logged-off",
+                              {"at": session["expires_at"]})
+    assert status == 200, (status, body)
+    driver.refresh()
+    row, cell = ticket_cells(driver, "expired")
+    assert "table-secondary" in classes(row), row.get_attribute("class")
+    assert re.fullmatch(r"Ended \d\d:\d\d \(ended early\)", cell["State"]), cell
 
     # 2 (end). The agent goes away: the box turns offline once the server notices.
     stream.close()

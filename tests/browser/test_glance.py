@@ -88,6 +88,26 @@ def test_every_profile_at_a_glance(server, browser, artifacts, width, height, ph
     assert driver.find_element(By.CSS_SELECTOR, "#devices thead").is_displayed() != phone
     driver.save_screenshot(str(artifacts / f"devices-{tag}.png"))
 
+    # Pairing a box: a code to type on it, and the command that does, in view; the box
+    # exchanges it once for its token and shows up in the list by itself.
+    driver.find_element(By.NAME, "name").send_keys("Bedroom")
+    driver.find_element(By.XPATH, "//main//button[normalize-space()='Pair a box']").click()
+    WebDriverWait(driver, CHANGE_WITHIN).until(lambda d: d.find_elements(By.ID, "pairing-code"))
+    code = driver.find_element(By.ID, "pairing-code").text
+    assert len(code) == 6 and code.isdigit(), code
+    command = driver.find_element(By.ID, "pairing-command").text
+    assert command == f"kodi-tickets-agent pair {server.url} {code}", command
+    scroll_width, inner_width = horizontal_overflow(driver)
+    assert scroll_width <= inner_width, (scroll_width, inner_width)
+    driver.save_screenshot(str(artifacts / f"devices-pairing-{tag}.png"))
+    status, body = server.api("", "/api/pair", {"code": code})
+    assert status == 200 and body["device"] == "Bedroom" and body["device_token"].startswith("kt_"), body
+    status, _ = server.api("", "/api/pair", {"code": code})
+    assert status == 404, "a code pairs once"
+    driver.get(server.url + "/devices")
+    assert driver.find_elements(By.CSS_SELECTOR, "#devices a[aria-label='Revoke Bedroom']")
+    assert not driver.find_elements(By.ID, "pairing-code"), "the code is shown once"
+
     browser.drain_console()
     errors = severe(browser.console)
     assert not errors, "browser console errors:\n" + "\n".join(e["message"] for e in errors)

@@ -16,9 +16,10 @@ def seed_ended(server, profile_id: int, n: int) -> None:
     with server._db() as db:
         with db:
             db.executemany(
-                "INSERT INTO tickets (profile_id, lock_code, length, state, created_at, used_at, expires_at)"
-                " VALUES (?, ?, 30, 'expired', ?, ?, ?)",
-                [(profile_id, f"{1000 + i}", now - 7200 + i, now - 7000 + i, now - 5200 + i) for i in range(n)],
+                "INSERT INTO tickets (profile_id, lock_code, length, state, created_at, used_at,"
+                " expires_at, logged_off_at) VALUES (?, ?, 30, 'expired', ?, ?, ?, ?)",
+                [(profile_id, f"{1000 + i}", now - 7200 + i, now - 7000 + i, now - 5200 + i, now - 5195 + i)
+                 for i in range(n)],
             )
 
 

@@ -83,17 +83,23 @@ class Agent:
         return "\n".join(lines[-n:])
 
 
-@pytest.fixture(scope="module")
-def system(kodi, tmp_path_factory):
-    """Server + device + profile "Kids" on it + agent (not started), sharing the module's Kodi."""
-    tmp = tmp_path_factory.mktemp("e2e")
+def kids_on_a_box(tmp: Path) -> tuple:
+    """A started server in `tmp` with the device "Living room" and its profile "Kids":
+    (server, the device's token, the profile's id)."""
     server = Server(tmp, env={"RUST_LOG": "info"})
     server.start()
     server.admin.first_log_in(NEW_PASSWORD)
     token = server.cli("device", "add", "Living room", check=True).stdout.strip()
     device_id = server.value("SELECT id FROM devices")
     location = server.admin.post("/profiles", name="Kids", device=str(device_id))
-    profile_id = int(location.rsplit("/", 1)[1])
+    return server, token, int(location.rsplit("/", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def system(kodi, tmp_path_factory):
+    """Server + device + profile "Kids" on it + agent (not started), sharing the module's Kodi."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    server, token, profile_id = kids_on_a_box(tmp)
     agent = Agent(tmp, server, token, kodi)
     yield dict(server=server, agent=agent, token=token, profile_id=profile_id, tmp=tmp)
     agent.stop()
@@ -153,6 +159,14 @@ def wait_logged_off_at(system, kodi, ticket, pin):
     # The server marks tickets past their end expired every 15 s.
     wait_until("the server to show the ticket expired",
                lambda: system["server"].ticket_state(pin) == "expired", 30)
+    # The agent told the server when Kodi showed the profile logged off: the page stops
+    # saying "TV not yet logged off".
+    wait_until("the agent to report the log-off", lambda: system["server"].value(
+        "SELECT logged_off_at FROM tickets WHERE id = ?", ticket["id"]), 30)
+    logged_off_at = system["server"].value("SELECT logged_off_at FROM tickets WHERE id = ?", ticket["id"])
+    assert expires - 1 <= logged_off_at <= time.time(), (logged_off_at, expires)
+    page = system["server"].admin.page(f"/profiles/{system['profile_id']}")
+    assert "TV not yet logged off" not in page, page
 
 
 def warned(system, ticket_id) -> bool:
@@ -235,3 +249,14 @@ def test_the_admin_ends_a_session_early(system, kodi):
     wait_until("Kodi back", lambda: kodi.answers() and not kodi.logged_on(), 60)
     assert kids_md5(kodi) == md5(waiting)
     assert kodi.load_profile("Kids", pin=pin) is False, "the ended ticket's PIN is refused"
+
+
+def test_check_finds_everything_working_on_a_set_up_box(system, kodi):
+    """`kodi-tickets-agent check` on the box the tests above used: every line ok."""
+    out = subprocess.run([str(AGENT_BIN), "check"], env=system["agent"].env,
+                         capture_output=True, text=True, timeout=60)
+    lines = out.stdout.splitlines()
+    assert out.returncode == 0 and lines and all(line.startswith("ok") for line in lines), out
+    said = out.stdout
+    assert "Kodi 20.1 answers" in said and "EventServer is on" in said, said
+    assert "master lock" in said and "accepts this box's token" in said, said

@@ -11,7 +11,7 @@
 use kodi_tickets_protocol::bus::{ToAddon, Warning};
 use kodi_tickets_protocol::ForcedRestart;
 
-use super::{parse_rfc3339, rfc3339, Action, Core};
+use super::{parse_rfc3339, rfc3339, Action, Core, ServerFailure};
 use crate::state::{key, Session};
 
 /// Minutes before the end at which the TV shows how long is left.
@@ -23,7 +23,7 @@ const LOG_OFF_RETRY_MAX: i64 = 30;
 /// Seconds Kodi may stay unreachable when it must end a session before it is restarted.
 /// The watcher reports Kodi unreachable only after ~3 s, so a profile switch never counts.
 pub(super) const RESTART_GRACE: i64 = 20;
-/// Seconds between two restarts for the same reason.
+/// Seconds at least between two restarts, whatever they were for.
 const RESTART_AGAIN_AFTER: i64 = 120;
 /// Restarts after which, with Kodi never seen in between, the agent stops restarting it
 /// (Kodi does not start on this box, or was stopped on purpose).
@@ -207,8 +207,10 @@ impl Core {
                 if !session.via_pin_pad {
                     self.state.relock.insert(key(&session.profile));
                 }
+                self.state.logged_off.insert(ticket_id, now);
                 out.push(Action::SaveState);
             }
+            self.report_log_offs(out);
             // Kodi answers: whatever is not logged in any more needs no log-off.
             self.log_offs
                 .retain(|profile, _| Some(profile) == current.as_ref());
@@ -221,6 +223,35 @@ impl Core {
             }
         }
         self.restart_if_unreachable(now, out);
+    }
+
+    /// Reports the ends Kodi showed that the server does not have yet (again on every tick
+    /// until it has).
+    pub(super) fn report_log_offs(&mut self, out: &mut Vec<Action>) {
+        for (&ticket_id, &at) in &self.state.logged_off {
+            if self.reporting_log_offs.insert(ticket_id) {
+                out.push(Action::ReportLogOff { ticket_id, at });
+            }
+        }
+    }
+
+    pub(super) fn on_log_off_reported(
+        &mut self,
+        ticket_id: i64,
+        answer: Result<(), ServerFailure>,
+        out: &mut Vec<Action>,
+    ) {
+        self.reporting_log_offs.remove(&ticket_id);
+        match answer {
+            // NOTE: a 4xx will not get better (the ticket was deleted, say): dropped.
+            Ok(()) | Err(ServerFailure::Refused(_)) => {
+                self.state.logged_off.remove(&ticket_id);
+                out.push(Action::SaveState);
+            }
+            Err(ServerFailure::Unavailable) => {
+                tracing::warn!("log-off of ticket {ticket_id} not reported yet");
+            }
+        }
     }
 
     /// Whether `profile` (key) must not stay logged in: tickets decide who uses it, and no

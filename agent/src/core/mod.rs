@@ -29,11 +29,11 @@ use crate::state::{key, Arm, State};
 /// Something that happened, for [`Core::handle`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// The server's event stream: a ticket to arm, or a running session.
+    /// The server's event stream: a ticket to arm, a running session, or a deleted ticket.
     Server(AgentEvent),
     /// What the Kodi watcher saw (only changes are sent).
     Kodi(Observation),
-    /// A request of the add-on's on Kodi's bus, from the add-on's sender.
+    /// A request of the add-on's on Kodi's bus (`pin` and `closed` only from its sender).
     Addon(FromAddon),
     /// A [`Action::RunScript`] finished.
     ScriptDone {
@@ -59,6 +59,11 @@ pub enum Event {
     },
     /// [`Action::RestartKodi`] finished.
     KodiRestarted { ok: bool, message: String },
+    /// The server's answer to [`Action::ReportLogOff`].
+    LogOffReported {
+        ticket_id: i64,
+        answer: Result<(), ServerFailure>,
+    },
     /// A clock tick (every second).
     Tick,
 }
@@ -105,6 +110,9 @@ pub enum Action {
     SendStatus,
     /// Tell the server a deleted ticket is dealt with.
     AcknowledgeWithdrawal { ticket_id: i64 },
+    /// Tell the server Kodi was seen logged off at `at` after the ticket's end; answer with
+    /// [`Event::LogOffReported`].
+    ReportLogOff { ticket_id: i64, at: i64 },
 }
 
 /// What a run of the Kodi script is for.
@@ -112,7 +120,7 @@ pub enum Action {
 pub enum ScriptJob {
     /// Make a ticket's PIN the profile's lock code.
     Arm(Arm),
-    /// Replace a used PIN with a random secret (key as [`key`]).
+    /// Replace a used PIN, or a deleted ticket's, with a random secret (key as [`key`]).
     Relock { profile: String },
 }
 
@@ -175,6 +183,8 @@ pub struct Core {
     script_running: bool,
     /// Logins (by ticket) whose report or look-up is under way.
     reporting: BTreeSet<i64>,
+    /// Log-offs (by ticket) whose report is under way.
+    reporting_log_offs: BTreeSet<i64>,
     /// Profiles being logged off (key as [`key`]): when to send `System.LogOff` again.
     log_offs: BTreeMap<String, ending::Retry>,
     restarts: ending::Restarts,
@@ -196,6 +206,7 @@ impl Core {
             ticket_profiles: BTreeSet::new(),
             script_running: false,
             reporting: BTreeSet::new(),
+            reporting_log_offs: BTreeSet::new(),
             log_offs: BTreeMap::new(),
             restarts: ending::Restarts::default(),
             pin_pad_loaded_at: None,
@@ -253,6 +264,9 @@ impl Core {
             Event::KodiRestarted { ok, message } => {
                 self.on_kodi_restarted(now, ok, message, &mut out)
             }
+            Event::LogOffReported { ticket_id, answer } => {
+                self.on_log_off_reported(ticket_id, answer, &mut out)
+            }
             Event::Tick => self.on_tick(now, &mut out),
         }
         out
@@ -286,6 +300,7 @@ impl Core {
 
     fn on_tick(&mut self, now: i64, out: &mut Vec<Action>) {
         self.report_logins(out);
+        self.report_log_offs(out);
         self.warn_sessions(now, out);
         self.end_sessions(now, out);
         self.arm_waiting(out);

@@ -1,4 +1,4 @@
-//! Native mode: a ticket's PIN becomes its profile's lock code (the script restarts Kodi to
+//! Lock-code mode: a ticket's PIN becomes its profile's lock code (the script restarts Kodi to
 //! set it), the watcher sees the profile unlocked, and the login is reported to the server.
 
 use kodi_tickets_protocol::{DeliveryOutcome, DeliveryReport};

@@ -522,6 +522,68 @@ fn the_session_stays_until_kodi_is_seen_logged_off_and_log_off_is_sent_again() {
 }
 
 #[test]
+fn the_server_hears_once_kodi_showed_the_session_logged_off_until_it_answers() {
+    let mut core = running();
+    let end = T0 + 1800;
+    let logged_off = |at| Action::ReportLogOff { ticket_id: 1, at };
+    let actions = core.handle(end, Event::Tick);
+    assert_eq!(
+        count(&actions, &logged_off(end)),
+        0,
+        "not before Kodi shows it"
+    );
+    let actions = core.handle(end + 3, login_screen());
+    assert_eq!(count(&actions, &logged_off(end + 3)), 1);
+    assert_eq!(
+        count(&core.handle(end + 4, Event::Tick), &logged_off(end + 3)),
+        0,
+        "not again while the report is under way"
+    );
+    // The server was unreachable: sent again at the next tick, with the time Kodi showed it.
+    core.handle(
+        end + 5,
+        Event::LogOffReported {
+            ticket_id: 1,
+            answer: Err(ServerFailure::Unavailable),
+        },
+    );
+    assert_eq!(core.state().logged_off.get(&1), Some(&(end + 3)), "kept");
+    assert_eq!(
+        count(&core.handle(end + 6, Event::Tick), &logged_off(end + 3)),
+        1
+    );
+    let actions = core.handle(
+        end + 7,
+        Event::LogOffReported {
+            ticket_id: 1,
+            answer: Ok(()),
+        },
+    );
+    assert!(actions.contains(&Action::SaveState));
+    assert!(core.state().logged_off.is_empty());
+    assert_eq!(
+        count(&core.handle(end + 8, Event::Tick), &logged_off(end + 3)),
+        0,
+        "answered: never again"
+    );
+}
+
+#[test]
+fn a_log_off_the_server_refuses_is_dropped() {
+    let mut core = running();
+    core.handle(T0 + 1800, Event::Tick);
+    core.handle(T0 + 1801, login_screen());
+    core.handle(
+        T0 + 1802,
+        Event::LogOffReported {
+            ticket_id: 1,
+            answer: Err(ServerFailure::Refused(404)),
+        },
+    );
+    assert!(core.state().logged_off.is_empty(), "a deleted ticket, say");
+}
+
+#[test]
 fn a_child_typing_the_old_pin_right_after_the_log_off_is_logged_off_again() {
     let mut core = running();
     let end = T0 + 1800;

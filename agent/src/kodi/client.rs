@@ -9,6 +9,7 @@ use kodi_tickets_protocol::same_profile;
 
 use super::rpc::{
     ApplicationClient, GuiClient, JsonRpcClient, Password, ProfileDetail, ProfilesClient,
+    SettingsClient,
 };
 use super::{log_off, KodiError, SessionState};
 
@@ -89,6 +90,20 @@ impl Kodi {
             .await
             .map_err(rpc_error("Application.GetProperties"))?;
         Ok(properties.version.display())
+    }
+
+    /// Whether Kodi's EventServer is on (Settings › Services › Control › "Allow remote control
+    /// by programs"): without it the agent cannot log a profile off.
+    pub async fn eventserver_on(&self) -> Result<bool, KodiError> {
+        let setting = self
+            .client
+            .get_setting_value("services.esenabled")
+            .await
+            .map_err(rpc_error("Settings.GetSettingValue"))?;
+        setting.value.as_bool().ok_or_else(|| KodiError::BadAnswer {
+            method: "Settings.GetSettingValue",
+            detail: format!("services.esenabled is {}", setting.value),
+        })
     }
 
     /// Whether the master profile has a lock. Without one Kodi enforces no profile lock at

@@ -39,6 +39,18 @@ pub trait Application {
     async fn get_properties(&self, properties: &[&str]) -> RpcResult<ApplicationProperties>;
 }
 
+#[rpc(client, namespace = "Settings", namespace_separator = ".")]
+pub trait Settings {
+    /// `{"value":true}`
+    #[method(name = "GetSettingValue", param_kind = map)]
+    async fn get_setting_value(&self, setting: &str) -> RpcResult<SettingValue>;
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SettingValue {
+    pub value: serde_json::Value,
+}
+
 #[rpc(client, namespace = "GUI", namespace_separator = ".")]
 pub trait Gui {
     /// `{"currentwindow":{"id":10029,"label":"Login screen"}}`. `id` is the topmost modal

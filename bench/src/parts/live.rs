@@ -1,5 +1,6 @@
 //! Open admin pages following the TV: a PIN used on a box → its row red in every open page
-//! (the page's stream announces the change, the page re-reads itself), with many pages open.
+//! (the page's stream announces the change, the page re-reads itself naming the change, as
+//! the page script does), with many pages open.
 
 use std::time::{Duration, Instant};
 
@@ -36,7 +37,12 @@ async fn open_page(
             if !event.contains("event:change") {
                 continue;
             }
-            let html = browser.profile_html(profile).await?;
+            let change = event
+                .lines()
+                .find_map(|line| line.strip_prefix("data:"))
+                .unwrap_or_default()
+                .trim();
+            let html = browser.profile_html_after(profile, change).await?;
             let current = *awaited.borrow();
             if let Some((use_no, sent)) = current {
                 if reported != Some(use_no) && html.contains(r#"data-state="in_use""#) {

@@ -1,6 +1,6 @@
 //! Admin accounts.
 
-use super::{now, Pool};
+use super::{now, AdminId, Pool};
 use crate::error::Error;
 use crate::password;
 
@@ -10,7 +10,7 @@ pub const DEFAULT_PASSWORD: &str = "admin123";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Admin {
-    pub id: i64,
+    pub id: AdminId,
     pub username: String,
     pub password_hash: String,
     pub must_change_password: bool,
@@ -25,7 +25,7 @@ pub async fn find_by_username(pool: &Pool, username: &str) -> Result<Option<Admi
     .await
 }
 
-pub async fn find(pool: &Pool, id: i64) -> Result<Option<Admin>, sqlx::Error> {
+pub async fn find(pool: &Pool, id: AdminId) -> Result<Option<Admin>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, username, password_hash, must_change_password FROM admins WHERE id = ?",
     )
@@ -74,7 +74,7 @@ pub async fn set_password(
     password_hash: &str,
     must_change: bool,
     keep: Option<&str>,
-) -> Result<i64, sqlx::Error> {
+) -> Result<AdminId, sqlx::Error> {
     let t = now();
     let mut tx = pool.begin().await?;
     let id = sqlx::query_scalar(

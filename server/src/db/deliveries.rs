@@ -2,23 +2,22 @@
 
 use kodi_tickets_protocol::DeliveryOutcome;
 
-use super::{now, Pool};
+use super::{now, Delivery, DeliveryId, DeliveryStatus, DeviceId, Pool, TicketId};
 
 /// Seconds between retries while Kodi is busy (a profile session is in use).
 pub const BUSY_RETRY_SECS: i64 = 30;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Job {
-    pub id: i64,
-    pub ticket_id: i64,
+    pub id: DeliveryId,
+    pub ticket_id: TicketId,
     pub profile_name: String,
     pub lock_code: String,
     /// How often it was queued again (Retry): a new count is a new thing to send.
     #[sqlx(default)]
     pub requeues: i64,
-    /// How the server runs it: `local`, or `ssh` to the device below.
-    #[sqlx(default)]
-    pub method: String,
+    /// How the PIN goes: the server runs `Local` and `Ssh` jobs, an agent the others.
+    pub method: Delivery,
     #[sqlx(skip)]
     pub ssh: Option<SshTarget>,
 }
@@ -32,12 +31,12 @@ pub struct SshTarget {
     pub ssh_key_path: String,
 }
 
-/// Queues a ticket's PIN for its Kodi box: `method` is `local`, `agent` or `ssh`.
+/// Queues a ticket's PIN for its Kodi box.
 pub async fn insert<'c, E>(
     executor: E,
-    ticket_id: i64,
-    method: &str,
-    device_id: Option<i64>,
+    ticket_id: TicketId,
+    method: Delivery,
+    device_id: Option<DeviceId>,
     at: i64,
 ) -> Result<(), sqlx::Error>
 where
@@ -59,7 +58,7 @@ where
 /// Claims the oldest due job, marking it running, in one statement.
 pub async fn claim_due(pool: &Pool) -> Result<Option<Job>, sqlx::Error> {
     let t = now();
-    let claimed: Option<(i64,)> = sqlx::query_as(
+    let claimed: Option<(DeliveryId,)> = sqlx::query_as(
         "UPDATE deliveries SET status = 'running', attempts = attempts + 1, updated_at = ?1
          WHERE id = (SELECT id FROM deliveries
                      WHERE status = 'pending' AND method IN ('local', 'ssh') AND next_attempt_at <= ?1
@@ -84,7 +83,7 @@ pub async fn claim_due(pool: &Pool) -> Result<Option<Job>, sqlx::Error> {
     let Some(mut job) = job else {
         return Ok(None);
     };
-    if job.method == "ssh" {
+    if job.method == Delivery::Ssh {
         if let Some(device) = device_of(pool, id).await? {
             job.ssh = ssh_target(pool, device).await?;
         }
@@ -92,7 +91,7 @@ pub async fn claim_due(pool: &Pool) -> Result<Option<Job>, sqlx::Error> {
     Ok(Some(job))
 }
 
-async fn device_of(pool: &Pool, id: i64) -> Result<Option<i64>, sqlx::Error> {
+async fn device_of(pool: &Pool, id: DeliveryId) -> Result<Option<DeviceId>, sqlx::Error> {
     sqlx::query_scalar("SELECT device_id FROM deliveries WHERE id = ?")
         .bind(id)
         .fetch_one(pool)
@@ -100,7 +99,10 @@ async fn device_of(pool: &Pool, id: i64) -> Result<Option<i64>, sqlx::Error> {
 }
 
 /// A device's SSH settings, when all of them are set.
-pub async fn ssh_target(pool: &Pool, device_id: i64) -> Result<Option<SshTarget>, sqlx::Error> {
+pub async fn ssh_target(
+    pool: &Pool,
+    device_id: DeviceId,
+) -> Result<Option<SshTarget>, sqlx::Error> {
     sqlx::query_as(
         "SELECT ssh_user, ssh_host, ssh_port, ssh_key_path FROM devices
          WHERE id = ? AND ssh_user IS NOT NULL AND ssh_host IS NOT NULL
@@ -111,9 +113,9 @@ pub async fn ssh_target(pool: &Pool, device_id: i64) -> Result<Option<SshTarget>
     .await
 }
 
-/// Queues a ticket's delivery to run again now, whatever came of it before: its PIN is set on
-/// the TV again (after an ended ticket's PIN was replaced, say).
-pub async fn requeue(pool: &Pool, ticket_id: i64) -> Result<(), sqlx::Error> {
+/// Queues a ticket's delivery to run again now, whatever came of it before (unless it is
+/// running): its PIN is set on the TV again, in place of an ended ticket's.
+pub async fn requeue(pool: &Pool, ticket_id: TicketId) -> Result<(), sqlx::Error> {
     let t = now();
     sqlx::query(
         "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, updated_at = ?1
@@ -137,17 +139,17 @@ pub async fn next_due_at(pool: &Pool) -> Result<Option<i64>, sqlx::Error> {
 }
 
 /// A delivery's status after a run with this outcome: a busy Kodi is tried again later.
-fn status_after(outcome: DeliveryOutcome) -> &'static str {
+fn status_after(outcome: DeliveryOutcome) -> DeliveryStatus {
     match outcome {
-        DeliveryOutcome::Applied => "applied",
-        DeliveryOutcome::Busy => "pending",
-        DeliveryOutcome::Failed => "failed",
+        DeliveryOutcome::Applied => DeliveryStatus::Applied,
+        DeliveryOutcome::Busy => DeliveryStatus::Pending,
+        DeliveryOutcome::Failed => DeliveryStatus::Failed,
     }
 }
 
 pub async fn finish(
     pool: &Pool,
-    id: i64,
+    id: DeliveryId,
     outcome: DeliveryOutcome,
     exit_code: Option<i32>,
     message: &str,
@@ -172,11 +174,19 @@ pub async fn finish(
     Ok(())
 }
 
-/// Queues a failed delivery again (the retry button); `None` if the ticket's delivery had not failed, else the
-/// device it goes to.
-pub async fn retry(pool: &Pool, ticket_id: i64) -> Result<Option<Option<i64>>, sqlx::Error> {
+/// What the retry button found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retried {
+    /// The ticket's delivery had not failed: nothing to do.
+    NotFailed,
+    /// Queued again, for this box (none: the server's machine).
+    Queued { device_id: Option<DeviceId> },
+}
+
+/// Queues a failed delivery again (the retry button).
+pub async fn retry(pool: &Pool, ticket_id: TicketId) -> Result<Retried, sqlx::Error> {
     let t = now();
-    sqlx::query_scalar(
+    let queued: Option<Option<DeviceId>> = sqlx::query_scalar(
         "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, updated_at = ?1,
                 requeues = requeues + 1
          WHERE ticket_id = ?2 AND status = 'failed'
@@ -186,7 +196,11 @@ pub async fn retry(pool: &Pool, ticket_id: i64) -> Result<Option<Option<i64>>, s
     .bind(ticket_id)
     .fetch_all(pool)
     .await
-    .map(super::first)
+    .map(super::first)?;
+    Ok(match queued {
+        Some(device_id) => Retried::Queued { device_id },
+        None => Retried::NotFailed,
+    })
 }
 
 /// Jobs left running by a process that died are queued again at start-up.
@@ -202,9 +216,9 @@ pub async fn requeue_interrupted(pool: &Pool) -> Result<u64, sqlx::Error> {
 }
 
 /// The deliveries waiting for a device's agent, oldest first.
-pub async fn pending_for_device(pool: &Pool, device_id: i64) -> Result<Vec<Job>, sqlx::Error> {
+pub async fn pending_for_device(pool: &Pool, device_id: DeviceId) -> Result<Vec<Job>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT d.id, d.ticket_id, p.name AS profile_name, t.lock_code, d.requeues
+        "SELECT d.id, d.ticket_id, p.name AS profile_name, t.lock_code, d.requeues, d.method
          FROM deliveries d JOIN tickets t ON t.id = d.ticket_id JOIN profiles p ON p.id = t.profile_id
          WHERE d.device_id = ? AND d.method = 'agent' AND d.status IN ('pending', 'running')
          ORDER BY d.id",
@@ -218,8 +232,8 @@ pub async fn pending_for_device(pool: &Pool, device_id: i64) -> Result<Vec<Job>,
 /// delivery is not that device's.
 pub async fn report(
     pool: &Pool,
-    id: i64,
-    device_id: i64,
+    id: DeliveryId,
+    device_id: DeviceId,
     outcome: DeliveryOutcome,
     exit_code: Option<i32>,
     message: &str,

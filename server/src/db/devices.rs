@@ -1,12 +1,12 @@
 //! Devices (Kodi boxes) and their API tokens. Only the SHA-256 of a token is stored.
 
-use super::{now, Pool};
+use super::{now, Delivery, DeviceId, Pool};
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct Device {
-    pub id: i64,
+    pub id: DeviceId,
     pub name: String,
-    pub delivery: String,
+    pub delivery: Delivery,
     pub kodi_version: Option<String>,
     pub master_lock: Option<bool>,
     pub kodi_reachable: Option<bool>,
@@ -23,7 +23,11 @@ pub struct Device {
 }
 
 /// Inserts a device; `None` when the name is taken.
-pub async fn insert(pool: &Pool, name: &str, token_hash: &str) -> Result<Option<i64>, sqlx::Error> {
+pub async fn insert(
+    pool: &Pool,
+    name: &str,
+    token_hash: &str,
+) -> Result<Option<DeviceId>, sqlx::Error> {
     sqlx::query_scalar(
         "INSERT INTO devices (name, token_hash, created_at) VALUES (?, ?, ?)
          ON CONFLICT (name) DO NOTHING RETURNING id",
@@ -36,15 +40,25 @@ pub async fn insert(pool: &Pool, name: &str, token_hash: &str) -> Result<Option<
     .map(super::first)
 }
 
+const SELECT: &str = "SELECT id, name, delivery, kodi_version, master_lock, kodi_reachable,
+        ssh_user, ssh_host, ssh_port, ssh_key_path, created_at,
+        last_seen_at, revoked_at, forced_restart_at, forced_restart_note FROM devices";
+
+/// Every device, live ones first, by name.
 pub async fn list(pool: &Pool) -> Result<Vec<Device>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, name, delivery, kodi_version, master_lock, kodi_reachable, ssh_user, ssh_host,
-                ssh_port, ssh_key_path, created_at,
-                last_seen_at, revoked_at, forced_restart_at, forced_restart_note FROM devices
-         ORDER BY revoked_at IS NOT NULL, name COLLATE NOCASE",
-    )
+    sqlx::query_as(&format!(
+        "{SELECT} ORDER BY revoked_at IS NOT NULL, name COLLATE NOCASE"
+    ))
     .fetch_all(pool)
     .await
+}
+
+/// One device, revoked or not.
+pub async fn find(pool: &Pool, id: DeviceId) -> Result<Option<Device>, sqlx::Error> {
+    sqlx::query_as(&format!("{SELECT} WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
 }
 
 /// A device's `last_seen_at` is written at most this often (the Devices page shows minutes).
@@ -57,7 +71,7 @@ const SEEN_EVERY_SECS: i64 = 60;
 /// stream's every wake-up) would queue behind the others and behind each commit.
 async fn note_seen(
     pool: &Pool,
-    id: i64,
+    id: DeviceId,
     last_seen_at: Option<i64>,
     t: i64,
 ) -> Result<(), sqlx::Error> {
@@ -76,9 +90,9 @@ async fn note_seen(
 }
 
 /// The id of the live device with this token hash, noting that it was seen.
-pub async fn authenticate(pool: &Pool, token_hash: &str) -> Result<Option<i64>, sqlx::Error> {
+pub async fn authenticate(pool: &Pool, token_hash: &str) -> Result<Option<DeviceId>, sqlx::Error> {
     let t = now();
-    let found: Option<(i64, Option<i64>)> = sqlx::query_as(
+    let found: Option<(DeviceId, Option<i64>)> = sqlx::query_as(
         "SELECT id, last_seen_at FROM devices WHERE token_hash = ? AND revoked_at IS NULL",
     )
     .bind(token_hash)
@@ -91,7 +105,7 @@ pub async fn authenticate(pool: &Pool, token_hash: &str) -> Result<Option<i64>, 
     Ok(Some(id))
 }
 
-pub async fn revoke(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
+pub async fn revoke(pool: &Pool, id: DeviceId) -> Result<bool, sqlx::Error> {
     let r = sqlx::query("UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
         .bind(now())
         .bind(id)
@@ -101,7 +115,7 @@ pub async fn revoke(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
 }
 
 /// Whether the device exists and is not revoked, noting that it was seen.
-pub async fn is_live(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
+pub async fn is_live(pool: &Pool, id: DeviceId) -> Result<bool, sqlx::Error> {
     let t = now();
     let found: Option<Option<i64>> =
         sqlx::query_scalar("SELECT last_seen_at FROM devices WHERE id = ? AND revoked_at IS NULL")
@@ -115,16 +129,20 @@ pub async fn is_live(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
     Ok(true)
 }
 
-/// What the device's agent last said about its Kodi.
 /// What an agent says about its box; `forced_restart` (when, note) is kept until a newer one.
+/// Returns whether anything the Devices page shows of Kodi changed.
 pub async fn set_status(
     pool: &Pool,
-    id: i64,
+    id: DeviceId,
     kodi_reachable: bool,
     kodi_version: Option<&str>,
     master_lock: Option<bool>,
     forced_restart: Option<(i64, &str)>,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
+    type Shown = (Option<bool>, Option<String>, Option<bool>, Option<i64>);
+    const SHOWN: &str =
+        "SELECT kodi_reachable, kodi_version, master_lock, forced_restart_at FROM devices WHERE id = ?";
+    let before: Option<Shown> = sqlx::query_as(SHOWN).bind(id).fetch_optional(pool).await?;
     sqlx::query(
         "UPDATE devices SET kodi_reachable = ?, kodi_version = coalesce(?, kodi_version),
                 master_lock = coalesce(?, master_lock),
@@ -141,14 +159,15 @@ pub async fn set_status(
     .bind(id)
     .execute(pool)
     .await?;
-    Ok(())
+    let after: Option<Shown> = sqlx::query_as(SHOWN).bind(id).fetch_optional(pool).await?;
+    Ok(before != after)
 }
 
-/// How PINs reach a device: `agent`, `ssh` (with where to log in) or `local`.
+/// How PINs reach a device (for `Ssh`, with where to log in).
 pub async fn set_delivery(
     pool: &Pool,
-    id: i64,
-    delivery: &str,
+    id: DeviceId,
+    delivery: Delivery,
     ssh: Option<&super::deliveries::SshTarget>,
 ) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(

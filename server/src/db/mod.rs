@@ -3,11 +3,15 @@
 pub mod admins;
 pub mod deliveries;
 pub mod devices;
+pub mod pairings;
 pub mod profiles;
 pub mod sessions;
 pub mod ticket_ends;
 pub mod tickets;
+pub mod values;
 pub mod withdrawals;
+
+pub use values::{AdminId, Delivery, DeliveryId, DeliveryStatus, DeviceId, ProfileId, TicketId};
 
 use rocket::fairing::{self, AdHoc};
 use rocket::{Build, Rocket};

@@ -1,13 +1,13 @@
 //! Kodi profiles.
 
-use super::{now, Pool};
+use super::{now, DeviceId, Pool, ProfileId};
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct Profile {
-    pub id: i64,
+    pub id: ProfileId,
     pub name: String,
     /// The Kodi box the profile lives on; none: the server's own machine.
-    pub device_id: Option<i64>,
+    pub device_id: Option<DeviceId>,
     pub device_name: Option<String>,
 }
 
@@ -21,7 +21,7 @@ pub async fn list(pool: &Pool) -> Result<Vec<Profile>, sqlx::Error> {
     .await
 }
 
-pub async fn find(pool: &Pool, id: i64) -> Result<Option<Profile>, sqlx::Error> {
+pub async fn find(pool: &Pool, id: ProfileId) -> Result<Option<Profile>, sqlx::Error> {
     sqlx::query_as(
         "SELECT p.id, p.name, p.device_id, d.name AS device_name
          FROM profiles p LEFT JOIN devices d ON d.id = p.device_id WHERE p.id = ?",
@@ -35,8 +35,8 @@ pub async fn find(pool: &Pool, id: i64) -> Result<Option<Profile>, sqlx::Error> 
 pub async fn insert(
     pool: &Pool,
     name: &str,
-    device_id: Option<i64>,
-) -> Result<Option<i64>, sqlx::Error> {
+    device_id: Option<DeviceId>,
+) -> Result<Option<ProfileId>, sqlx::Error> {
     let t = now();
     sqlx::query_scalar(
         "INSERT INTO profiles (name, device_id, created_at, updated_at) VALUES (?, ?, ?, ?)
@@ -59,9 +59,9 @@ pub enum Update {
 
 pub async fn update(
     pool: &Pool,
-    id: i64,
+    id: ProfileId,
     name: &str,
-    device_id: Option<i64>,
+    device_id: Option<DeviceId>,
 ) -> Result<Update, sqlx::Error> {
     let result =
         sqlx::query("UPDATE profiles SET name = ?, device_id = ?, updated_at = ? WHERE id = ?")
@@ -80,7 +80,7 @@ pub async fn update(
 }
 
 /// Deletes a profile and, by cascade, its tickets; `false` when there was none.
-pub async fn delete(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
+pub async fn delete(pool: &Pool, id: ProfileId) -> Result<bool, sqlx::Error> {
     let r = sqlx::query("DELETE FROM profiles WHERE id = ?")
         .bind(id)
         .execute(pool)

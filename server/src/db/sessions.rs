@@ -1,8 +1,8 @@
 //! Admin browser sessions. Only the SHA-256 of a session token is stored.
 
-use super::{now, Pool};
+use super::{now, AdminId, Pool};
 
-pub async fn insert(pool: &Pool, token_hash: &str, admin_id: i64) -> Result<(), sqlx::Error> {
+pub async fn insert(pool: &Pool, token_hash: &str, admin_id: AdminId) -> Result<(), sqlx::Error> {
     let t = now();
     sqlx::query(
         "INSERT INTO sessions (token_hash, admin_id, created_at, last_seen_at) VALUES (?, ?, ?, ?)",
@@ -29,7 +29,7 @@ pub async fn touch(
     pool: &Pool,
     token_hash: &str,
     lifetimes: Lifetimes,
-) -> Result<Option<i64>, sqlx::Error> {
+) -> Result<Option<AdminId>, sqlx::Error> {
     sqlx::query_scalar(
         "UPDATE sessions SET last_seen_at = ?1
          WHERE token_hash = ?2 AND last_seen_at > ?1 - ?3 AND created_at > ?1 - ?4
@@ -71,7 +71,7 @@ pub async fn delete(pool: &Pool, token_hash: &str) -> Result<(), sqlx::Error> {
 /// Ends every session of an admin except `keep` (the one changing the password).
 pub async fn delete_others<'c, E>(
     executor: E,
-    admin_id: i64,
+    admin_id: AdminId,
     keep: Option<&str>,
 ) -> Result<(), sqlx::Error>
 where

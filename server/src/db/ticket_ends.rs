@@ -2,17 +2,17 @@
 //! triggers of migration `ticket_ends`, drained by the delivery worker.
 
 use super::deliveries::{self, SshTarget};
-use super::{now, Pool};
+use super::{now, Delivery, DeviceId, Pool, ProfileId, TicketId};
 
 /// A ticket whose session must end and whose PIN must stop opening its profile.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct End {
-    pub ticket_id: i64,
+    pub ticket_id: TicketId,
     /// `None` once the profile was deleted (its Kodi profile is still re-locked).
-    pub profile_id: Option<i64>,
+    pub profile_id: Option<ProfileId>,
     pub profile_name: String,
-    /// `local` or `ssh`.
-    pub method: String,
+    /// `Local` or `Ssh`: the server ends only what it delivered itself.
+    pub method: Delivery,
     #[sqlx(skip)]
     pub ssh: Option<SshTarget>,
 }
@@ -43,8 +43,8 @@ pub async fn claim_due(pool: &Pool) -> Result<Option<End>, sqlx::Error> {
     let Some(mut end) = end else {
         return Ok(None);
     };
-    if end.method == "ssh" {
-        let device: Option<i64> =
+    if end.method == Delivery::Ssh {
+        let device: Option<DeviceId> =
             sqlx::query_scalar("SELECT device_id FROM ticket_ends WHERE ticket_id = ?")
                 .bind(end.ticket_id)
                 .fetch_one(pool)
@@ -65,7 +65,7 @@ pub async fn next_due_at(pool: &Pool) -> Result<Option<i64>, sqlx::Error> {
 
 pub async fn finish(
     pool: &Pool,
-    ticket_id: i64,
+    ticket_id: TicketId,
     outcome: EndOutcome,
     exit_code: Option<i32>,
     message: &str,
@@ -93,7 +93,10 @@ pub async fn finish(
 
 /// The profile's newest unused ticket that the server sets on its TV itself, if any: its PIN
 /// replaces an ended ticket's.
-pub async fn next_ticket(pool: &Pool, profile_id: i64) -> Result<Option<i64>, sqlx::Error> {
+pub async fn next_ticket(
+    pool: &Pool,
+    profile_id: ProfileId,
+) -> Result<Option<TicketId>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT t.id FROM tickets t JOIN deliveries d ON d.ticket_id = t.id
          WHERE t.profile_id = ? AND t.state = 'unused' AND d.method IN ('local', 'ssh')

@@ -2,7 +2,7 @@
 
 use kodi_tickets_protocol::TicketState;
 
-use super::{now, Pool};
+use super::{now, Delivery, DeliveryStatus, DeviceId, Pool, ProfileId, TicketId};
 
 static CREATE_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -11,18 +11,21 @@ pub const PIN_SPACE: i64 = 10_000;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Ticket {
-    pub id: i64,
-    pub profile_id: i64,
+    pub id: TicketId,
+    pub profile_id: ProfileId,
     pub profile_name: String,
     /// The Kodi box the ticket's profile is on now (none: the server's machine).
-    pub device_id: Option<i64>,
+    pub device_id: Option<DeviceId>,
     pub lock_code: String,
     pub length: i64,
-    pub state: String,
+    /// As stored: a running ticket stays `InUse` here until the sweeper marks it expired.
+    pub state: TicketState,
     pub created_at: i64,
     pub used_at: Option<i64>,
     pub expires_at: Option<i64>,
-    pub delivery_status: Option<String>,
+    /// When the TV was seen at its login screen after the ticket ended.
+    pub logged_off_at: Option<i64>,
+    pub delivery_status: Option<DeliveryStatus>,
     pub delivery_message: Option<String>,
     pub delivery_updated_at: Option<i64>,
 }
@@ -31,12 +34,17 @@ impl Ticket {
     /// The state as of `at`: a running ticket whose time is up is expired even before the
     /// sweeper has written so.
     pub fn state_at(&self, at: i64) -> TicketState {
-        match self.state.as_str() {
-            "unused" => TicketState::Unused,
-            "in_use" if self.expires_at.is_some_and(|e| e > at) => TicketState::InUse,
-            "revoked" => TicketState::Revoked,
-            _ => TicketState::Expired,
+        match self.state {
+            TicketState::InUse if self.expires_at.is_none_or(|e| e <= at) => TicketState::Expired,
+            stored => stored,
         }
+    }
+
+    /// Whether, as of `at`, its session has ended but its TV was not yet seen logged off.
+    pub fn awaits_log_off(&self, at: i64) -> bool {
+        !matches!(self.state_at(at), TicketState::Unused | TicketState::InUse)
+            && self.used_at.is_some()
+            && self.logged_off_at.is_none()
     }
 
     pub fn remaining_seconds_at(&self, at: i64) -> Option<i64> {
@@ -46,7 +54,7 @@ impl Ticket {
 
 const SELECT: &str = "SELECT t.id, t.profile_id, p.name AS profile_name, p.device_id, t.lock_code,
         t.length,
-        t.state, t.created_at, t.used_at, t.expires_at,
+        t.state, t.created_at, t.used_at, t.expires_at, t.logged_off_at,
         d.status AS delivery_status, d.last_message AS delivery_message,
         d.updated_at AS delivery_updated_at
     FROM tickets t JOIN profiles p ON p.id = t.profile_id
@@ -54,10 +62,10 @@ const SELECT: &str = "SELECT t.id, t.profile_id, p.name AS profile_name, p.devic
 
 pub enum Created {
     Ticket {
-        id: i64,
+        id: TicketId,
         lock_code: String,
         /// The Kodi box that gets the PIN (none: the server's machine).
-        device_id: Option<i64>,
+        device_id: Option<DeviceId>,
     },
     /// Every one of the 10,000 codes belongs to a live ticket.
     NoFreeCode,
@@ -71,7 +79,7 @@ pub enum Created {
 /// is uniform and its cost does not grow as codes run out.
 pub async fn insert(
     pool: &Pool,
-    profile_id: i64,
+    profile_id: ProfileId,
     length: i64,
     draw: u32,
 ) -> Result<Created, sqlx::Error> {
@@ -83,7 +91,7 @@ pub async fn insert(
     // NOTE: the first statement writes, so SQLite takes the write lock before the free codes
     // are read: concurrent creations (from any process) queue instead of racing.
     expire_due(&mut *tx, t).await?;
-    let route: Option<(Option<i64>, Option<String>)> = sqlx::query_as(
+    let route: Option<(Option<DeviceId>, Option<Delivery>)> = sqlx::query_as(
         "SELECT p.device_id, d.delivery FROM profiles p LEFT JOIN devices d ON d.id = p.device_id
          WHERE p.id = ?",
     )
@@ -93,11 +101,9 @@ pub async fn insert(
     let Some((device_id, delivery)) = route else {
         return Ok(Created::ProfileNotFound);
     };
-    let method = match (device_id, delivery.as_deref()) {
-        (Some(_), Some("agent")) => "agent",
-        (Some(_), Some("ssh")) => "ssh",
-        _ => "local",
-    };
+    let method = delivery
+        .filter(|_| device_id.is_some())
+        .unwrap_or(Delivery::Local);
     // NOTE: the counts per block of 100 codes (kept by triggers) find the block of the drawn
     // free code; only that block's live codes are read, however many tickets are live.
     let live_per_block: Vec<i64> = sqlx::query_scalar("SELECT live FROM pin_blocks ORDER BY block")
@@ -118,7 +124,7 @@ pub async fn insert(
     let lock_code = slot.code(&taken).ok_or_else(|| {
         sqlx::Error::Protocol("pin_blocks disagrees with the live tickets".into())
     })?;
-    let id: i64 = sqlx::query_scalar(
+    let id: TicketId = sqlx::query_scalar(
         "INSERT INTO tickets (profile_id, lock_code, length, state, created_at)
          VALUES (?, ?, ?, 'unused', ?) RETURNING id",
     )
@@ -218,7 +224,7 @@ where
 /// A login to write: a PIN typed on a device's Kodi, and when.
 pub struct Use<'a> {
     pub lock_code: &'a str,
-    pub device_id: i64,
+    pub device_id: DeviceId,
     pub at: i64,
 }
 
@@ -226,7 +232,10 @@ pub struct Use<'a> {
 /// used at the given times (or at their creation, if later), in one statement and so one
 /// commit; returns the ids and PINs of those it marked. A PIN no unused ticket of that
 /// device's profiles holds is left out; of racing calls with one PIN exactly one marks it.
-pub async fn mark_used(pool: &Pool, uses: &[Use<'_>]) -> Result<Vec<(i64, String)>, sqlx::Error> {
+pub async fn mark_used(
+    pool: &Pool,
+    uses: &[Use<'_>],
+) -> Result<Vec<(TicketId, String)>, sqlx::Error> {
     if uses.is_empty() {
         return Ok(Vec::new());
     }
@@ -253,7 +262,7 @@ pub async fn mark_used(pool: &Pool, uses: &[Use<'_>]) -> Result<Vec<(i64, String
     query.fetch_all(pool).await
 }
 
-pub async fn find(pool: &Pool, id: i64) -> Result<Option<Ticket>, sqlx::Error> {
+pub async fn find(pool: &Pool, id: TicketId) -> Result<Option<Ticket>, sqlx::Error> {
     sqlx::query_as(&format!("{SELECT} WHERE t.id = ?"))
         .bind(id)
         .fetch_optional(pool)
@@ -265,7 +274,7 @@ pub async fn find(pool: &Pool, id: i64) -> Result<Option<Ticket>, sqlx::Error> {
 pub async fn find_live_by_code(
     pool: &Pool,
     lock_code: &str,
-    device_id: i64,
+    device_id: DeviceId,
 ) -> Result<Option<Ticket>, sqlx::Error> {
     // NOTE: the condition repeats the condition of the index on live PINs so that SQLite uses it.
     sqlx::query_as(&format!(
@@ -281,16 +290,17 @@ pub async fn find_live_by_code(
 /// A running ticket of a profile on a given Kodi box.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RunningSession {
-    pub ticket_id: i64,
+    pub ticket_id: TicketId,
     pub profile_name: String,
     pub expires_at: i64,
 }
 
-/// Tickets in use (or ended within the last `grace` seconds, so an agent that missed the end
-/// still logs off) on the profiles of a device.
+/// Tickets in use on the profiles of a device, and those ended within the last `grace`
+/// seconds, so that an early end (End now) still reaches a stream that was told the session
+/// runs.
 pub async fn sessions_for_device(
     pool: &Pool,
-    device_id: i64,
+    device_id: DeviceId,
     now: i64,
     grace: i64,
 ) -> Result<Vec<RunningSession>, sqlx::Error> {
@@ -307,8 +317,30 @@ pub async fn sessions_for_device(
     .await
 }
 
+/// Notes that the TV was seen logged off after the used ticket `id` ended (the first report
+/// counts). With `reported_by`, only a ticket of one of that device's profiles counts.
+/// `false` when there is no such ticket.
+pub async fn mark_logged_off(
+    pool: &Pool,
+    id: TicketId,
+    reported_by: Option<DeviceId>,
+    at: i64,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE tickets SET logged_off_at = coalesce(logged_off_at, ?1)
+         WHERE id = ?2 AND used_at IS NOT NULL
+           AND (?3 IS NULL OR profile_id IN (SELECT id FROM profiles WHERE device_id = ?3))",
+    )
+    .bind(at)
+    .bind(id)
+    .bind(reported_by)
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
 /// Ends a running ticket now (the admin's "end now").
-pub async fn end_now(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
+pub async fn end_now(pool: &Pool, id: TicketId) -> Result<bool, sqlx::Error> {
     let t = now();
     let r = sqlx::query(
         "UPDATE tickets SET state = 'expired', expires_at = ?1 WHERE id = ?2 AND state = 'in_use'",
@@ -321,7 +353,7 @@ pub async fn end_now(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
 }
 
 /// Adds minutes to a running ticket.
-pub async fn extend(pool: &Pool, id: i64, minutes: i64) -> Result<bool, sqlx::Error> {
+pub async fn extend(pool: &Pool, id: TicketId, minutes: i64) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
         "UPDATE tickets SET expires_at = expires_at + ?1 * 60, length = length + ?1
          WHERE id = ?2 AND state = 'in_use' AND expires_at > ?3",
@@ -353,9 +385,21 @@ pub async fn live_all(pool: &Pool) -> Result<Vec<Ticket>, sqlx::Error> {
     .await
 }
 
+/// Every ended ticket whose TV was not yet seen logged off, newest first.
+pub async fn not_logged_off_all(pool: &Pool) -> Result<Vec<Ticket>, sqlx::Error> {
+    // NOTE: the condition repeats the partial index's so that SQLite uses it.
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE t.used_at IS NOT NULL AND t.logged_off_at IS NULL
+           AND t.state IN ('expired', 'revoked')
+         ORDER BY t.id DESC"
+    ))
+    .fetch_all(pool)
+    .await
+}
+
 /// Per profile, the unused ticket whose PIN was applied to Kodi last (Kodi holds it now):
 /// `(profile id, ticket id)`.
-pub async fn armed_all(pool: &Pool) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+pub async fn armed_all(pool: &Pool) -> Result<Vec<(ProfileId, TicketId)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT profile_id, id FROM (
              SELECT t.profile_id, t.id, t.state,
@@ -370,7 +414,10 @@ pub async fn armed_all(pool: &Pool) -> Result<Vec<(i64, i64)>, sqlx::Error> {
 }
 
 /// A profile's live tickets (unused or running), newest first.
-pub async fn live_for_profile(pool: &Pool, profile_id: i64) -> Result<Vec<Ticket>, sqlx::Error> {
+pub async fn live_for_profile(
+    pool: &Pool,
+    profile_id: ProfileId,
+) -> Result<Vec<Ticket>, sqlx::Error> {
     sqlx::query_as(&format!(
         "{SELECT} WHERE t.profile_id = ? AND t.state IN ('unused', 'in_use') ORDER BY t.id DESC"
     ))
@@ -382,7 +429,7 @@ pub async fn live_for_profile(pool: &Pool, profile_id: i64) -> Result<Vec<Ticket
 /// A page of a profile's ended tickets (expired or revoked), newest first.
 pub async fn ended_for_profile(
     pool: &Pool,
-    profile_id: i64,
+    profile_id: ProfileId,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<Ticket>, sqlx::Error> {
@@ -397,7 +444,10 @@ pub async fn ended_for_profile(
     .await
 }
 
-pub async fn count_ended_for_profile(pool: &Pool, profile_id: i64) -> Result<i64, sqlx::Error> {
+pub async fn count_ended_for_profile(
+    pool: &Pool,
+    profile_id: ProfileId,
+) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT count(*) FROM tickets WHERE profile_id = ? AND state NOT IN ('unused', 'in_use')",
     )
@@ -407,7 +457,10 @@ pub async fn count_ended_for_profile(pool: &Pool, profile_id: i64) -> Result<i64
 }
 
 /// The profile's ticket whose PIN was applied to Kodi last: Kodi holds that lock code now.
-pub async fn last_applied(pool: &Pool, profile_id: i64) -> Result<Option<Ticket>, sqlx::Error> {
+pub async fn last_applied(
+    pool: &Pool,
+    profile_id: ProfileId,
+) -> Result<Option<Ticket>, sqlx::Error> {
     sqlx::query_as(&format!(
         "{SELECT} WHERE t.profile_id = ? AND d.status = 'applied'
          ORDER BY d.updated_at DESC, t.id DESC LIMIT 1"
@@ -417,7 +470,40 @@ pub async fn last_applied(pool: &Pool, profile_id: i64) -> Result<Option<Ticket>
     .await
 }
 
-pub async fn delete(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
+/// What removing a ticket did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removed {
+    /// It was live: it ended now and stays listed, as removed.
+    Ended,
+    /// It had ended: it left the list.
+    Deleted,
+    NotFound,
+}
+
+/// Removes a ticket (the page's Delete). A live one ends now and stays listed as removed: its
+/// PIN stops opening the profile and a running session ends, through the triggers that end
+/// and withdraw tickets. An ended one leaves the list.
+pub async fn remove(pool: &Pool, id: TicketId) -> Result<Removed, sqlx::Error> {
+    let ended = sqlx::query(
+        "UPDATE tickets SET state = 'revoked',
+                expires_at = CASE WHEN state = 'in_use' THEN min(expires_at, ?1) END
+         WHERE id = ?2 AND state IN ('unused', 'in_use')",
+    )
+    .bind(now())
+    .bind(id)
+    .execute(pool)
+    .await?;
+    if ended.rows_affected() > 0 {
+        return Ok(Removed::Ended);
+    }
+    Ok(if delete(pool, id).await? {
+        Removed::Deleted
+    } else {
+        Removed::NotFound
+    })
+}
+
+pub async fn delete(pool: &Pool, id: TicketId) -> Result<bool, sqlx::Error> {
     let r = sqlx::query("DELETE FROM tickets WHERE id = ?")
         .bind(id)
         .execute(pool)

@@ -4,21 +4,20 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use kodi_tickets_protocol::times::parse_rfc3339;
-use kodi_tickets_protocol::{AgentEvent, AgentStatus, DeliveryReport};
+use kodi_tickets_protocol::{AgentEvent, AgentStatus, DeliveryReport, LoggedOff};
 use rocket::response::stream::{Event, EventStream};
 use rocket::serde::json::Json;
 use rocket::tokio::{self, time};
 use rocket::{get, post, routes, Route, Shutdown, State};
 
 use crate::auth::Device;
-use crate::db::{self, deliveries, devices, tickets, withdrawals, Db};
-use crate::delivery::Waker;
+use crate::db::{self, deliveries, devices, tickets, withdrawals, Db, DeliveryId, TicketId};
 use crate::error::{Error, Result};
-use crate::presence::Presence;
+use crate::presence::{Changes, Presence};
 use crate::views::rfc3339;
 
 pub fn routes() -> Vec<Route> {
-    routes![events, report, withdrawn, status]
+    routes![events, report, withdrawn, logged_off, status]
 }
 
 /// How often an open stream re-checks its device (revocation, sessions) without a change.
@@ -27,8 +26,9 @@ const TICK: Duration = Duration::from_secs(5);
 /// that was told the session runs.
 const ENDED_GRACE_SECS: i64 = 300;
 
-/// Server-sent events for one device: every unacknowledged delivery and running session on
-/// connect, then each new one as it happens. Ends when the device is revoked.
+/// Server-sent events for one device: every unacknowledged delivery and deleted ticket and
+/// every running session on connect, then each new one as it happens. Ends when the device is
+/// revoked.
 #[get("/agent/events")]
 fn events(
     device: Device,
@@ -41,7 +41,7 @@ fn events(
     EventStream! {
         let mut sent_deliveries = HashSet::new();
         let mut sent_withdrawals = HashSet::new();
-        let mut sent_sessions: HashMap<i64, i64> = HashMap::new();
+        let mut sent_sessions: HashMap<TicketId, i64> = HashMap::new();
         loop {
             match devices::is_live(&pool, device.id).await {
                 Ok(true) => {}
@@ -63,8 +63,8 @@ fn events(
                 // again (the page's Retry) before this stream looked is still sent again.
                 if sent_deliveries.insert((job.id, job.requeues)) {
                     yield Event::json(&AgentEvent::Arm {
-                        delivery_id: job.id,
-                        ticket_id: job.ticket_id,
+                        delivery_id: job.id.0,
+                        ticket_id: job.ticket_id.0,
                         profile: job.profile_name,
                         lock_code: job.lock_code,
                     })
@@ -77,7 +77,7 @@ fn events(
                     for w in withdrawn {
                         if sent_withdrawals.insert(w.ticket_id) {
                             yield Event::json(&AgentEvent::Withdrawn {
-                                ticket_id: w.ticket_id,
+                                ticket_id: w.ticket_id.0,
                                 profile: w.profile_name,
                             })
                             .event("withdrawn");
@@ -100,7 +100,7 @@ fn events(
                 }
                 if sent_sessions.insert(s.ticket_id, s.expires_at) != Some(s.expires_at) {
                     yield Event::json(&AgentEvent::Session {
-                        ticket_id: s.ticket_id,
+                        ticket_id: s.ticket_id.0,
                         profile: s.profile_name,
                         expires_at: rfc3339(s.expires_at),
                     })
@@ -120,10 +120,10 @@ fn events(
 #[post("/agent/deliveries/<id>", data = "<report>")]
 async fn report(
     device: Device,
-    id: i64,
+    id: DeliveryId,
     report: Json<DeliveryReport>,
     db: &Db,
-    waker: &State<Waker>,
+    changes: &State<Changes>,
 ) -> Result<Json<serde_json::Value>> {
     let message: String = report.message.chars().take(500).collect();
     if !deliveries::report(
@@ -140,13 +140,17 @@ async fn report(
             "no such delivery for this device".into(),
         ));
     }
-    waker.wake(Some(device.id));
+    changes.notify(Some(device.id));
     Ok(Json(serde_json::json!({ "ok": true })))
 }
 
 /// The agent has dealt with a deleted ticket (`withdrawn` event).
 #[post("/agent/withdrawals/<ticket_id>")]
-async fn withdrawn(device: Device, ticket_id: i64, db: &Db) -> Result<Json<serde_json::Value>> {
+async fn withdrawn(
+    device: Device,
+    ticket_id: TicketId,
+    db: &Db,
+) -> Result<Json<serde_json::Value>> {
     if !withdrawals::acknowledge(db, ticket_id, device.id).await? {
         return Err(Error::NotFoundMessage(
             "no such deleted ticket for this device".into(),
@@ -155,11 +159,34 @@ async fn withdrawn(device: Device, ticket_id: i64, db: &Db) -> Result<Json<serde
     Ok(Json(serde_json::json!({ "ok": true })))
 }
 
+/// The TV was seen logged off after a ticket of one of this device's profiles ended: the page
+/// stops saying "TV not yet logged off".
+#[post("/agent/sessions/<ticket_id>/logged-off", data = "<body>")]
+async fn logged_off(
+    device: Device,
+    ticket_id: TicketId,
+    body: Json<LoggedOff>,
+    db: &Db,
+    changes: &State<Changes>,
+) -> Result<Json<serde_json::Value>> {
+    let at = parse_rfc3339(&body.at)
+        .ok_or_else(|| Error::BadRequest("at is not an RFC 3339 time".into()))?
+        .min(db::now());
+    if !tickets::mark_logged_off(db, ticket_id, Some(device.id), at).await? {
+        return Err(Error::NotFoundMessage(
+            "no such used ticket for this device".into(),
+        ));
+    }
+    changes.pages().announce();
+    Ok(Json(serde_json::json!({ "ok": true })))
+}
+
 #[post("/agent/status", data = "<status>")]
 async fn status(
     device: Device,
     status: Json<AgentStatus>,
     db: &Db,
+    changes: &State<Changes>,
 ) -> Result<Json<serde_json::Value>> {
     let version = status
         .kodi_version
@@ -180,7 +207,7 @@ async fn status(
         };
         Some((at, note.chars().take(300).collect::<String>()))
     });
-    devices::set_status(
+    let changed = devices::set_status(
         db,
         device.id,
         status.kodi_reachable,
@@ -189,5 +216,9 @@ async fn status(
         forced.as_ref().map(|(at, note)| (*at, note.as_str())),
     )
     .await?;
+    if changed {
+        // The Devices page and the profile pages' warnings show it.
+        changes.pages().announce();
+    }
     Ok(Json(serde_json::json!({ "ok": true })))
 }

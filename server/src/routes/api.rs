@@ -1,7 +1,10 @@
-//! The API for the Kodi side. Every call needs a device token; every error is JSON.
+//! The API for the Kodi side, and `GET /healthz` for monitoring. Every `/api` call needs a
+//! device token; every error is JSON.
 
 use kodi_tickets_protocol::times::parse_rfc3339;
-use kodi_tickets_protocol::{Health, LoginResponse, Ticket as TicketJson, TicketState};
+use kodi_tickets_protocol::{
+    Health, LoginResponse, PairRequest, PairResponse, Ticket as TicketJson, TicketState,
+};
 use rocket::data::{Data, Limits, ToByteUnit};
 use rocket::http::Status;
 use rocket::serde::json::Json;
@@ -11,14 +14,16 @@ use serde_json::Value;
 use crate::auth::{ClientAddr, Device};
 use crate::db::tickets::Ticket;
 use crate::db::{self, Db};
+use crate::enrol;
 use crate::error::{Error, Result};
 use crate::logins::Logins;
+use crate::presence::Changes;
 use crate::rate_limit::{Limiters, Reservation};
 use crate::validate;
 use crate::views::rfc3339;
 
 pub fn routes() -> Vec<Route> {
-    routes![login, ticket]
+    routes![login, ticket, pair]
 }
 
 pub fn health_routes() -> Vec<Route> {
@@ -29,8 +34,8 @@ pub fn health_routes() -> Vec<Route> {
 pub fn ticket_json(t: &Ticket, now: i64) -> TicketJson {
     let state = t.state_at(now);
     TicketJson {
-        id: t.id,
-        profile_id: t.profile_id,
+        id: t.id.0,
+        profile_id: t.profile_id.0,
         profile_name: t.profile_name.clone(),
         lock_code: t.lock_code.clone(),
         length: t.length,
@@ -114,6 +119,39 @@ async fn reserve_guess<'l>(
         .map_err(|retry_after| Error::RateLimited { retry_after })
 }
 
+/// A new box exchanges the pairing code shown on the Devices page for its token. No token
+/// yet, so the code is the proof: guesses are limited per address and for all addresses
+/// together, reserved before the lookup like a PIN's.
+#[post("/pair", data = "<request>")]
+async fn pair(
+    request: Json<PairRequest>,
+    client: ClientAddr,
+    db: &Db,
+    limiters: &State<Limiters>,
+    changes: &State<Changes>,
+) -> Result<Json<PairResponse>> {
+    let guess = limiters
+        .pins
+        .reserve(&[PAIRING_GUESSES, client.0.as_str()])
+        .await
+        .map_err(|retry_after| Error::RateLimited { retry_after })?;
+    let Some(enrolled) = enrol::pair(db, &request.code).await? else {
+        return Err(Error::NotFoundMessage(
+            "unknown or expired pairing code".into(),
+        ));
+    };
+    guess.give_back();
+    tracing::info!(device = %enrolled.name, "box paired");
+    changes.pages().announce();
+    Ok(Json(PairResponse {
+        device: enrolled.name,
+        device_token: enrolled.token,
+    }))
+}
+
+/// The key every address's pairing guesses also count under.
+const PAIRING_GUESSES: &str = "pairing";
+
 #[post("/login", data = "<body>")]
 async fn login(
     device: Device,
@@ -122,7 +160,7 @@ async fn login(
     limits: &Limits,
     limiters: &State<Limiters>,
     logins: &State<Logins>,
-    events: &State<crate::delivery::Waker>,
+    changes: &State<Changes>,
 ) -> Result<Json<LoginResponse>> {
     let limit = limits.get("json").unwrap_or(16.kibibytes());
     let body = body
@@ -143,8 +181,8 @@ async fn login(
         return Err(Error::NotFoundMessage("unknown or already used PIN".into()));
     };
     guess.give_back();
-    tracing::info!(ticket = t.id, profile = %t.profile_name, "ticket used");
-    events.wake(t.device_id);
+    tracing::info!(ticket = %t.id, profile = %t.profile_name, "ticket used");
+    changes.notify(t.device_id);
     let (used_at, expires_at) = (t.used_at.unwrap_or(now), t.expires_at.unwrap_or(now));
     Ok(Json(LoginResponse {
         success: true,

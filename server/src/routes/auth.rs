@@ -64,6 +64,13 @@ impl CsrfProtected for LoginForm {
     }
 }
 
+/// What a login form gets: on to the next page, or the login page again.
+#[derive(rocket::Responder)]
+enum LoginAnswer {
+    LoggedIn(Redirect),
+    Refused(LoginRefused),
+}
+
 /// The login page again, with an error and the right status (and `Retry-After` when throttled).
 struct LoginRefused {
     page: (Status, Template),
@@ -110,7 +117,7 @@ async fn login(
     limiters: &State<Limiters>,
     client: ClientAddr,
     chrome: Chrome,
-) -> Result<std::result::Result<Redirect, LoginRefused>> {
+) -> Result<LoginAnswer> {
     let LoginForm {
         username, password, ..
     } = form.0;
@@ -128,7 +135,7 @@ async fn login(
                 "Too many failed logins. Try again in {}.",
                 rate_limit::in_minutes(wait)
             );
-            return Ok(Err(LoginRefused::new(
+            return Ok(LoginAnswer::Refused(LoginRefused::new(
                 chrome,
                 Status::TooManyRequests,
                 message,
@@ -142,7 +149,7 @@ async fn login(
         // Dropping the reservations counts the miss.
         drop(guess);
         let message = "Wrong user name or password.".to_owned();
-        return Ok(Err(LoginRefused::new(
+        return Ok(LoginAnswer::Refused(LoginRefused::new(
             chrome,
             Status::Unauthorized,
             message,
@@ -154,7 +161,7 @@ async fn login(
     KnownBrowser::remember(cookies, &admin.username);
     Session::start(db, cookies, admin.id).await?;
     tracing::info!(admin = %admin.username, "admin logged in");
-    Ok(Ok(if admin.must_change_password {
+    Ok(LoginAnswer::LoggedIn(if admin.must_change_password {
         Redirect::to(uri!(password_page))
     } else {
         Redirect::to(uri!(super::profiles::list))
@@ -261,17 +268,34 @@ async fn change_password(
     form: CsrfForm<PasswordForm>,
     session: Session,
     db: &Db,
+    limiters: &State<Limiters>,
 ) -> Result<Flash<Redirect>> {
     let form = form.0;
     let back = |message: String| Flash::error(Redirect::to(uri!(password_page)), message);
+    // NOTE: whoever holds a session may guess the current password here: counted per session
+    // like a login's guesses, and reserved before the check in the same way. Not under the
+    // user name, so that guessing here never keeps the owner from logging in.
+    let key = format!("session:{}", session.token_hash);
+    let guess = match limiters.clients.reserve(&[&key]).await {
+        Ok(guess) => guess,
+        Err(wait) => {
+            return Ok(back(format!(
+                "Too many wrong passwords. Try again in {}.",
+                rate_limit::in_minutes(wait)
+            )))
+        }
+    };
     if !password::verify(
         form.current_password,
         Some(session.admin.password_hash.clone()),
     )
     .await
     {
+        // Dropping the reservation counts the miss.
+        drop(guess);
         return Ok(back("The current password is wrong.".into()));
     }
+    guess.forgive();
     if let Err(why) = password::check_new(&form.new_password, &form.confirm_password) {
         return Ok(back(format!("Not changed: {why}.")));
     }

@@ -8,25 +8,33 @@ use serde::Serialize;
 
 use crate::auth::{Admin, CsrfForm, CsrfProtected};
 use crate::db::deliveries::SshTarget;
-use crate::db::{devices, Db};
-use crate::delivery::Waker;
+use crate::db::{devices, Db, Delivery, DeviceId};
+use crate::enrol::{self, Enrolled, PairingCode};
 use crate::error::{Error, Result};
-use crate::presence::Presence;
+use crate::presence::{Changes, Presence};
+use crate::rereads::{PageAnswer, Reread, View};
 use crate::typed::{self, Typed};
 use crate::views::{render, Chrome, Moment};
-use crate::{token, validate};
 use rocket::http::CookieJar;
 use rocket::State;
 
 pub fn routes() -> Vec<Route> {
-    routes![list, create, revoke_page, revoke, set_delivery]
+    routes![
+        list,
+        create,
+        pair_code,
+        after_pairing,
+        revoke_page,
+        revoke,
+        set_delivery
+    ]
 }
 
 #[derive(Serialize)]
 struct DeviceRow {
-    id: i64,
+    id: DeviceId,
     name: String,
-    delivery: String,
+    delivery: Delivery,
     ssh_user: Option<String>,
     ssh_host: Option<String>,
     ssh_port: i64,
@@ -56,6 +64,39 @@ struct ListPage {
     devices: Vec<DeviceRow>,
     /// Shown once, right after the device is added.
     new_token: Option<NewToken>,
+    /// Shown once, right after it is made.
+    pairing: Option<NewPairing>,
+}
+
+#[derive(Serialize)]
+struct NewPairing {
+    name: String,
+    code: String,
+    until: Moment,
+    /// What to run on the box.
+    command: String,
+}
+
+/// The address the page was reached at, for the box's `pair` command.
+pub struct ServerUrl(String);
+
+#[rocket::async_trait]
+impl<'r> rocket::request::FromRequest<'r> for ServerUrl {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(
+        req: &'r rocket::Request<'_>,
+    ) -> rocket::request::Outcome<Self, Self::Error> {
+        let scheme = if req.rocket().config().tls_enabled() {
+            "https"
+        } else {
+            "http"
+        };
+        let host = req
+            .host()
+            .map_or_else(|| "SERVER".to_owned(), |h| h.to_string());
+        rocket::request::Outcome::Success(ServerUrl(format!("{scheme}://{host}")))
+    }
 }
 
 #[derive(Serialize)]
@@ -64,14 +105,11 @@ struct NewToken {
     token: String,
 }
 
-async fn list_page(
-    db: &Db,
-    presence: &Presence,
-    chrome: Chrome,
-    new_token: Option<NewToken>,
-    typed: Typed,
-) -> Result<Template> {
-    let refused = typed.get("device").and_then(|id| id.parse::<i64>().ok());
+/// The Devices page; `typed` re-shows a refused SSH form.
+async fn list_view(db: &Db, presence: &Presence, typed: Typed) -> Result<View<ListPage>> {
+    let refused = typed
+        .get("device")
+        .and_then(|id| id.parse::<DeviceId>().ok());
     let devices = devices::list(db)
         .await?
         .into_iter()
@@ -113,12 +151,15 @@ async fn list_page(
             revoked_at: d.revoked_at.map(Moment::at),
         })
         .collect();
-    Ok(render(
-        "devices/list",
-        "Devices",
-        chrome,
-        ListPage { devices, new_token },
-    ))
+    Ok(View {
+        name: "devices/list",
+        title: "Devices".into(),
+        page: ListPage {
+            devices,
+            new_token: None,
+            pairing: None,
+        },
+    })
 }
 
 #[get("/devices")]
@@ -126,10 +167,16 @@ pub async fn list(
     _admin: Admin,
     db: &Db,
     presence: &State<Presence>,
-    chrome: Chrome,
     typed: Typed,
-) -> Result<Template> {
-    list_page(db, presence, chrome, None, typed).await
+    reread: Reread<'_>,
+) -> Result<PageAnswer> {
+    // A copy shared by every open page holds nothing one admin typed.
+    let typed = if reread.is_shared() {
+        Typed::default()
+    } else {
+        typed
+    };
+    reread.answer(|| list_view(db, presence, typed)).await
 }
 
 #[derive(FromForm)]
@@ -145,16 +192,11 @@ impl CsrfProtected for DeviceForm {
     }
 }
 
-/// Adds a device and returns its token, which only ever exists outside the database here.
-pub async fn add(db: &crate::db::Pool, raw_name: &str) -> Result<(String, String)> {
-    let name = validate::name(raw_name, "device").map_err(Error::BadRequest)?;
-    let token = format!("kt_{}", token::generate());
-    match devices::insert(db, &name, &token::hash(&token)).await? {
-        Some(_) => Ok((name, token)),
-        None => Err(Error::Conflict(format!(
-            "a device named “{name}” exists already"
-        ))),
-    }
+/// What adding a device answers: the list with the new token shown once, or why not.
+#[derive(rocket::Responder)]
+pub enum Added {
+    Shown(Template),
+    Refused(Flash<Redirect>),
 }
 
 #[post("/devices", data = "<form>")]
@@ -164,38 +206,85 @@ pub async fn create(
     db: &Db,
     presence: &State<Presence>,
     mut chrome: Chrome,
-) -> Result<std::result::Result<Template, Flash<Redirect>>> {
-    match add(db, &form.0.name).await {
-        Ok((name, token)) => {
+) -> Result<Added> {
+    match enrol::device(db, &form.0.name).await {
+        Ok(Enrolled { name, token, .. }) => {
             chrome.flash = Some(crate::views::Flash {
                 kind: "success",
                 message: format!(
                     "Device “{name}” added. Copy its token now: it is shown only once."
                 ),
             });
-            Ok(Ok(list_page(
-                db,
-                presence,
-                chrome,
-                Some(NewToken { name, token }),
-                Typed::default(),
-            )
-            .await?))
+            let mut view = list_view(db, presence, Typed::default()).await?;
+            view.page.new_token = Some(NewToken { name, token });
+            Ok(shown(view, chrome))
         }
-        Err(Error::BadRequest(why) | Error::Conflict(why)) => Ok(Err(Flash::error(
-            Redirect::to(uri!(list)),
-            format!("Not added: {why}."),
-        ))),
+        Err(Error::BadRequest(why) | Error::Conflict(why)) => Ok(not_added(why)),
         Err(e) => Err(e),
     }
 }
 
+fn shown(view: View<ListPage>, chrome: Chrome) -> Added {
+    Added::Shown(render(view.name, &view.title, chrome, view.page))
+}
+
+fn not_added(why: String) -> Added {
+    Added::Refused(Flash::error(
+        Redirect::to(uri!(list)),
+        format!("Not added: {why}."),
+    ))
+}
+
+/// A code the new box exchanges for its token (`kodi-tickets-agent pair`), so that nobody
+/// types a token on a TV box.
+#[post("/devices/pair", data = "<form>")]
+pub async fn pair_code(
+    _admin: Admin,
+    form: CsrfForm<DeviceForm>,
+    db: &Db,
+    presence: &State<Presence>,
+    server: ServerUrl,
+    mut chrome: Chrome,
+) -> Result<Added> {
+    match enrol::pairing_code(db, &form.0.name).await {
+        Ok(PairingCode {
+            name,
+            code,
+            expires_at,
+        }) => {
+            chrome.flash = Some(crate::views::Flash {
+                kind: "success",
+                message: format!(
+                    "Pairing code for “{name}” made: enter it on the box within {} minutes.",
+                    enrol::PAIRING_MINUTES
+                ),
+            });
+            let mut view = list_view(db, presence, Typed::default()).await?;
+            view.page.pairing = Some(NewPairing {
+                command: format!("kodi-tickets-agent pair {} {code}", server.0),
+                name,
+                code,
+                until: Moment::at(expires_at),
+            });
+            Ok(shown(view, chrome))
+        }
+        Err(Error::BadRequest(why) | Error::Conflict(why)) => Ok(not_added(why)),
+        Err(e) => Err(e),
+    }
+}
+
+/// The page that showed a pairing code, read again (a reload, or its live updates): the
+/// Devices page, without the code.
+#[get("/devices/pair")]
+pub fn after_pairing(_admin: Admin) -> Redirect {
+    Redirect::to(uri!(list))
+}
+
 #[get("/devices/<id>/revoke")]
-pub async fn revoke_page(_admin: Admin, id: i64, db: &Db, chrome: Chrome) -> Result<Template> {
-    let device = devices::list(db)
+pub async fn revoke_page(_admin: Admin, id: DeviceId, db: &Db, chrome: Chrome) -> Result<Template> {
+    let device = devices::find(db, id)
         .await?
-        .into_iter()
-        .find(|d| d.id == id && d.revoked_at.is_none())
+        .filter(|d| d.revoked_at.is_none())
         .ok_or(Error::NotFound)?;
     let page = super::Confirm {
         question: format!("Revoke the token of “{}”?", device.name),
@@ -210,14 +299,14 @@ pub async fn revoke_page(_admin: Admin, id: i64, db: &Db, chrome: Chrome) -> Res
 #[post("/devices/<id>/revoke", data = "<_form>")]
 pub async fn revoke(
     _admin: Admin,
-    id: i64,
+    id: DeviceId,
     _form: CsrfForm<super::PlainForm>,
     db: &Db,
-    waker: &State<Waker>,
+    changes: &State<Changes>,
 ) -> Result<Flash<Redirect>> {
     if devices::revoke(db, id).await? {
         // Its open event stream sees the revocation and closes.
-        waker.wake(Some(id));
+        changes.notify(Some(id));
         Ok(Flash::success(Redirect::to(uri!(list)), "Device revoked."))
     } else {
         Err(Error::NotFound)
@@ -290,24 +379,22 @@ fn ssh_target(form: &DeliveryForm) -> std::result::Result<SshTarget, String> {
 #[post("/devices/<id>/delivery", data = "<form>")]
 pub async fn set_delivery(
     _admin: Admin,
-    id: i64,
+    id: DeviceId,
     form: CsrfForm<DeliveryForm>,
     db: &Db,
     cookies: &CookieJar<'_>,
 ) -> Result<Flash<Redirect>> {
     let form = form.0;
     let back = |message: String| Flash::error(Redirect::to(uri!(list)), message);
-    let ssh = match form.delivery.as_str() {
-        "agent" | "local" => None,
-        "ssh" => match ssh_target(&form) {
+    let Ok(delivery) = form.delivery.parse::<Delivery>() else {
+        return Ok(back("Not changed: choose agent, ssh or local.".into()));
+    };
+    let ssh = match delivery {
+        Delivery::Agent | Delivery::Local => None,
+        Delivery::Ssh => match ssh_target(&form) {
             Ok(target) => Some(target),
             Err(why) => {
-                let name = devices::list(db)
-                    .await?
-                    .into_iter()
-                    .find(|d| d.id == id)
-                    .ok_or(Error::NotFound)?
-                    .name;
+                let name = devices::find(db, id).await?.ok_or(Error::NotFound)?.name;
                 typed::remember(
                     cookies,
                     &[
@@ -321,16 +408,15 @@ pub async fn set_delivery(
                 return Ok(back(format!("Not changed for “{name}”: {why}.")));
             }
         },
-        _ => return Ok(back("Not changed: choose agent, ssh or local.".into())),
     };
-    if !devices::set_delivery(db, id, &form.delivery, ssh.as_ref()).await? {
+    if !devices::set_delivery(db, id, delivery, ssh.as_ref()).await? {
         return Err(Error::NotFound);
     }
     Ok(Flash::success(
         Redirect::to(uri!(list)),
         format!(
             "New tickets for this device's profiles go by {}.",
-            form.delivery
+            delivery.as_str()
         ),
     ))
 }

@@ -10,13 +10,13 @@ pub mod tickets;
 
 use rocket::http::Status;
 use rocket::response::{Flash, Redirect};
-use rocket::{catch, catchers, Catcher, Request};
+use rocket::{catch, catchers, Build, Request, Rocket};
 use rocket_dyn_templates::{context, Template};
 
 use crate::auth::CsrfProtected;
 use crate::error::{json_error, status_message};
 
-/// A form with nothing but the anti-CSRF token (delete, revoke, log out, retry).
+/// A form with nothing but the anti-CSRF token (delete, revoke, end now, log out, retry).
 #[derive(rocket::FromForm)]
 pub struct PlainForm {
     csrf_token: String,
@@ -66,11 +66,40 @@ fn api_error(status: Status, _req: &Request<'_>) -> (Status, (rocket::http::Cont
     json_error(status, status_message(status))
 }
 
-pub fn page_catchers() -> Vec<Catcher> {
-    catchers![login_required, password_change_required, page_error]
+/// Where the API lives: under these paths every answer, errors included, is JSON; everywhere
+/// else it is a page. Both the catchers and [`crate::error::Error`]'s responder go by it.
+const JSON_PATHS: [&str; 2] = ["/api", "/healthz"];
+
+/// Whether the request is answered with JSON rather than a page.
+pub fn answers_json(req: &Request<'_>) -> bool {
+    let path = req.uri().path();
+    JSON_PATHS.iter().any(|base| {
+        path.as_str()
+            .strip_prefix(base)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
 }
 
-/// Mounted under `/api` (and `/healthz`): every error there is JSON.
-pub fn api_catchers() -> Vec<Catcher> {
-    catchers![api_error]
+/// Registers the catchers: pages by default, JSON under [`JSON_PATHS`].
+pub fn register_catchers(rocket: Rocket<Build>) -> Rocket<Build> {
+    JSON_PATHS.iter().fold(
+        rocket.register(
+            "/",
+            catchers![login_required, password_change_required, page_error],
+        ),
+        |rocket, base| rocket.register(*base, catchers![api_error]),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use rocket::local::blocking::Client;
+
+    #[test]
+    fn only_the_api_paths_answer_json() {
+        let client = Client::debug_with(Vec::new()).unwrap();
+        let json = |path: &str| super::answers_json(client.get(path).inner());
+        assert!(json("/api") && json("/api/ticket/1234") && json("/healthz"));
+        assert!(!json("/") && !json("/apiary") && !json("/profiles/1") && !json("/healthz2"));
+    }
 }

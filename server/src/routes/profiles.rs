@@ -1,4 +1,4 @@
-//! Profiles: list, create, show (with tickets), rename, delete.
+//! Profiles: list, create, show (with tickets), edit (name and box), delete.
 
 use std::collections::HashMap;
 
@@ -13,10 +13,10 @@ use crate::auth::{Admin, CsrfForm, CsrfProtected};
 use crate::config::AppConfig;
 use crate::db::devices::Device;
 use crate::db::profiles::{self, Profile, Update};
-use crate::db::{self, tickets, Db};
-use crate::delivery::Waker;
+use crate::db::{self, tickets, Db, Delivery, DeviceId, ProfileId, TicketId};
 use crate::error::{Error, Result};
-use crate::presence::Presence;
+use crate::presence::{Changes, Presence};
+use crate::rereads::{PageAnswer, Reread, View};
 use crate::typed::{self, Typed};
 use crate::validate;
 use crate::views::{render, Chrome, Reach, TicketRow};
@@ -35,10 +35,11 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// A profile at a glance on the start page: what its TV is doing and the ticket that matters
-/// now (the one in use, else the one ready on the TV, else the newest waiting one).
+/// now (the one in use, else one ended whose TV was not yet seen logged off, else the one
+/// ready on the TV, else the newest waiting one).
 #[derive(Serialize)]
 struct ProfileCard {
-    id: i64,
+    id: ProfileId,
     name: String,
     device_name: Option<String>,
     tv_offline: bool,
@@ -57,19 +58,33 @@ pub async fn list(
     _admin: Admin,
     db: &Db,
     presence: &State<Presence>,
-    chrome: Chrome,
-) -> Result<Template> {
+    reread: Reread<'_>,
+) -> Result<PageAnswer> {
+    reread.answer(|| list_view(db, presence)).await
+}
+
+/// Every profile at a glance.
+async fn list_view(db: &Db, presence: &Presence) -> Result<View<ListPage>> {
     let now = db::now();
     let mut all = profiles::list(db).await?;
     all.sort_by(|a, b| crate::views::natural_cmp(&a.name, &b.name));
-    let offline: HashMap<i64, bool> = db::devices::list(db)
+    let offline: HashMap<DeviceId, bool> = db::devices::list(db)
         .await?
         .into_iter()
-        .map(|d| (d.id, d.delivery == "agent" && !presence.is_online(d.id)))
+        .map(|d| {
+            (
+                d.id,
+                d.delivery == Delivery::Agent && !presence.is_online(d.id),
+            )
+        })
         .collect();
-    let armed: HashMap<i64, i64> = tickets::armed_all(db).await?.into_iter().collect();
-    let mut live: HashMap<i64, Vec<tickets::Ticket>> = HashMap::new();
-    for t in tickets::live_all(db).await? {
+    let armed: HashMap<ProfileId, TicketId> = tickets::armed_all(db).await?.into_iter().collect();
+    let mut live: HashMap<ProfileId, Vec<tickets::Ticket>> = HashMap::new();
+    for t in tickets::live_all(db)
+        .await?
+        .into_iter()
+        .chain(tickets::not_logged_off_all(db).await?)
+    {
         live.entry(t.profile_id).or_default().push(t);
     }
     let profiles = all
@@ -90,6 +105,7 @@ pub async fn list(
             let current = tickets
                 .iter()
                 .find(|t| t.state_at(now) == kodi_tickets_protocol::TicketState::InUse)
+                .or_else(|| tickets.iter().find(|t| t.awaits_log_off(now)))
                 .or_else(|| tickets.iter().find(|t| Some(t.id) == reach.armed))
                 .or_else(|| {
                     tickets
@@ -110,12 +126,11 @@ pub async fn list(
             }
         })
         .collect();
-    Ok(render(
-        "profiles/list",
-        "Profiles",
-        chrome,
-        ListPage { profiles },
-    ))
+    Ok(View {
+        name: "profiles/list",
+        title: "Profiles".into(),
+        page: ListPage { profiles },
+    })
 }
 
 #[derive(Serialize)]
@@ -129,12 +144,34 @@ struct FormPage {
     server_chosen: bool,
 }
 
-/// The way chosen on a form: a device id, `Some(None)` for the server's machine, `None` when
-/// nothing is chosen yet.
-fn choice(typed: &Typed, current: Option<Option<i64>>) -> Option<Option<i64>> {
+/// Where a profile form says the profile lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chosen {
+    /// Nothing chosen yet (a new profile's first form).
+    Nothing,
+    /// This server's own machine.
+    ThisServer,
+    Device(DeviceId),
+}
+
+impl Chosen {
+    fn of(device_id: Option<DeviceId>) -> Self {
+        device_id.map_or(Chosen::ThisServer, Chosen::Device)
+    }
+
+    fn device(self) -> Option<DeviceId> {
+        match self {
+            Chosen::Device(id) => Some(id),
+            Chosen::Nothing | Chosen::ThisServer => None,
+        }
+    }
+}
+
+/// The choice to show on a form: what was sent before a refusal, else `current`.
+fn choice(typed: &Typed, current: Chosen) -> Chosen {
     match typed.get("device") {
-        Some("") => Some(None),
-        Some(id) => Some(id.parse().ok()),
+        Some("") => Chosen::ThisServer,
+        Some(id) => id.parse().map_or(Chosen::Nothing, Chosen::Device),
         None => current,
     }
 }
@@ -142,7 +179,7 @@ fn choice(typed: &Typed, current: Option<Option<i64>>) -> Option<Option<i64>> {
 /// A Kodi box the profile can live on, for the form's choice, with how PINs reach it.
 #[derive(Serialize)]
 struct DeviceChoice {
-    id: i64,
+    id: DeviceId,
     name: String,
     how: String,
     selected: bool,
@@ -150,16 +187,16 @@ struct DeviceChoice {
 
 /// How PINs reach a box's profiles, in one sentence.
 fn how_pins_reach(device: &Device, online: bool) -> String {
-    match device.delivery.as_str() {
-        "agent" => format!(
+    match device.delivery {
+        Delivery::Agent => format!(
             "Its agent on the box sets each PIN and ends sessions on time (it is {} now).",
             if online { "online" } else { "offline" }
         ),
-        "ssh" => format!(
-            "This server logs in to it by SSH ({}) and sets each PIN; sessions are not ended.",
+        Delivery::Ssh => format!(
+            "This server logs in to it by SSH ({}) to set each PIN and to log the profile off when its time is up.",
             device.ssh_host.as_deref().unwrap_or("no host set yet")
         ),
-        _ => "This server runs the Kodi script on its own machine for it (the box must be this machine)."
+        Delivery::Local => "This server runs the Kodi script on its own machine for it (the box must be this machine)."
             .into(),
     }
 }
@@ -167,7 +204,7 @@ fn how_pins_reach(device: &Device, online: bool) -> String {
 async fn device_choices(
     db: &Db,
     presence: &Presence,
-    current: Option<i64>,
+    current: Option<DeviceId>,
 ) -> Result<Vec<DeviceChoice>> {
     Ok(db::devices::list(db)
         .await?
@@ -182,19 +219,26 @@ async fn device_choices(
         .collect())
 }
 
+/// Where a submitted form puts the profile, or why it cannot.
+enum Placement {
+    /// On this box (none: this server's machine).
+    On(Option<DeviceId>),
+    Refused(&'static str),
+}
+
 /// The device a form chose: empty for "this server's machine".
-async fn chosen_device(db: &Db, raw: &str) -> Result<std::result::Result<Option<i64>, String>> {
+async fn chosen_device(db: &Db, raw: &str) -> Result<Placement> {
     if raw.is_empty() {
-        return Ok(Ok(None));
+        return Ok(Placement::On(None));
     }
-    let Ok(id) = raw.parse::<i64>() else {
-        return Ok(Err("choose a device from the list".into()));
+    let Ok(id) = raw.parse::<DeviceId>() else {
+        return Ok(Placement::Refused("choose a device from the list"));
     };
-    let known = db::devices::list(db).await?.iter().any(|d| d.id == id);
+    let known = db::devices::find(db, id).await?.is_some();
     Ok(if known {
-        Ok(Some(id))
+        Placement::On(Some(id))
     } else {
-        Err("that device does not exist".into())
+        Placement::Refused("that device does not exist")
     })
 }
 
@@ -206,13 +250,13 @@ pub async fn new_page(
     chrome: Chrome,
     typed: Typed,
 ) -> Result<Template> {
-    let chosen = choice(&typed, None);
+    let chosen = choice(&typed, Chosen::Nothing);
     let page = FormPage {
         profile: None,
         name: typed.get("name").unwrap_or_default().to_owned(),
         max_chars: validate::NAME_MAX_CHARS,
-        devices: device_choices(db, presence, chosen.flatten()).await?,
-        server_chosen: chosen == Some(None),
+        devices: device_choices(db, presence, chosen.device()).await?,
+        server_chosen: chosen == Chosen::ThisServer,
     };
     Ok(render("profiles/form", "New profile", chrome, page))
 }
@@ -256,8 +300,8 @@ pub async fn create(
         Err(why) => return Ok(back(format!("Not created: {why}."))),
     };
     let device = match chosen_device(db, &form.0.device).await? {
-        Ok(device) => device,
-        Err(why) => return Ok(back(format!("Not created: {why}."))),
+        Placement::On(device) => device,
+        Placement::Refused(why) => return Ok(back(format!("Not created: {why}."))),
     };
     match profiles::insert(db, &name, device).await? {
         Some(id) => Ok(Flash::success(
@@ -351,13 +395,11 @@ pub async fn reach_of(
             warning,
         ));
     };
-    let device = db::devices::list(db)
+    let device = db::devices::find(db, device_id)
         .await?
-        .into_iter()
-        .find(|d| d.id == device_id)
         .ok_or(Error::NotFound)?;
     let online = presence.is_online(device_id);
-    let by_agent = device.delivery == "agent";
+    let by_agent = device.delivery == Delivery::Agent;
     let name = &device.name;
     let warning = if device.revoked_at.is_some() {
         Some(format!(
@@ -367,7 +409,7 @@ pub async fn reach_of(
         Some(format!(
             "“{name}” is offline: its agent is not connected, so new PINs wait until it is."
         ))
-    } else if device.delivery == "ssh"
+    } else if device.delivery == Delivery::Ssh
         && (device.ssh_host.is_none() || device.ssh_key_path.is_none())
     {
         Some(format!(
@@ -394,13 +436,26 @@ pub async fn reach_of(
 #[get("/profiles/<id>?<page>")]
 pub async fn show(
     _admin: Admin,
-    id: i64,
+    id: ProfileId,
     page: Option<i64>,
     db: &Db,
     presence: &State<Presence>,
     config: &State<AppConfig>,
-    chrome: Chrome,
-) -> Result<Template> {
+    reread: Reread<'_>,
+) -> Result<PageAnswer> {
+    reread
+        .answer(|| show_view(db, presence, config, id, page))
+        .await
+}
+
+/// A profile's page: its live tickets, then a page of its ended ones.
+async fn show_view(
+    db: &Db,
+    presence: &Presence,
+    config: &AppConfig,
+    id: ProfileId,
+    page: Option<i64>,
+) -> Result<View<ShowPage>> {
     let profile = profiles::find(db, id).await?.ok_or(Error::NotFound)?;
     let now = db::now();
     let history = History::new(tickets::count_ended_for_profile(db, id).await?, page);
@@ -417,12 +472,10 @@ pub async fn show(
         .find(|t| Some(t.id) == reach.armed)
         .map(|t| t.lock_code.clone());
     let ended = rows(tickets::ended_for_profile(db, id, ENDED_PER_PAGE, history.offset()).await?);
-    let title = profile.name.clone();
-    Ok(render(
-        "profiles/show",
-        &title,
-        chrome,
-        ShowPage {
+    Ok(View {
+        name: "profiles/show",
+        title: profile.name.clone(),
+        page: ShowPage {
             profile,
             live,
             ended,
@@ -430,23 +483,23 @@ pub async fn show(
             armed,
             warning,
         },
-    ))
+    })
 }
 
 #[get("/profiles/<id>/edit")]
 pub async fn edit_page(
     _admin: Admin,
-    id: i64,
+    id: ProfileId,
     db: &Db,
     presence: &State<Presence>,
     chrome: Chrome,
     typed: Typed,
 ) -> Result<Template> {
     let profile = profiles::find(db, id).await?.ok_or(Error::NotFound)?;
-    let chosen = choice(&typed, Some(profile.device_id));
+    let chosen = choice(&typed, Chosen::of(profile.device_id));
     let page = FormPage {
-        devices: device_choices(db, presence, chosen.flatten()).await?,
-        server_chosen: chosen == Some(None),
+        devices: device_choices(db, presence, chosen.device()).await?,
+        server_chosen: chosen == Chosen::ThisServer,
         name: typed.get("name").unwrap_or(&profile.name).to_owned(),
         profile: Some(profile),
         max_chars: validate::NAME_MAX_CHARS,
@@ -457,7 +510,7 @@ pub async fn edit_page(
 #[post("/profiles/<id>", data = "<form>")]
 pub async fn update(
     _admin: Admin,
-    id: i64,
+    id: ProfileId,
     form: CsrfForm<ProfileForm>,
     db: &Db,
     cookies: &CookieJar<'_>,
@@ -471,8 +524,8 @@ pub async fn update(
         Err(why) => return Ok(back(format!("Not saved: {why}."))),
     };
     let device = match chosen_device(db, &form.0.device).await? {
-        Ok(device) => device,
-        Err(why) => return Ok(back(format!("Not saved: {why}."))),
+        Placement::On(device) => device,
+        Placement::Refused(why) => return Ok(back(format!("Not saved: {why}."))),
     };
     match profiles::update(db, id, &name, device).await? {
         Update::Done => Ok(Flash::success(
@@ -487,7 +540,12 @@ pub async fn update(
 }
 
 #[get("/profiles/<id>/delete")]
-pub async fn delete_page(_admin: Admin, id: i64, db: &Db, chrome: Chrome) -> Result<Template> {
+pub async fn delete_page(
+    _admin: Admin,
+    id: ProfileId,
+    db: &Db,
+    chrome: Chrome,
+) -> Result<Template> {
     let profile = profiles::find(db, id).await?.ok_or(Error::NotFound)?;
     let now = db::now();
     let watching = tickets::live_for_profile(db, id)
@@ -515,15 +573,15 @@ pub async fn delete_page(_admin: Admin, id: i64, db: &Db, chrome: Chrome) -> Res
 #[post("/profiles/<id>/delete", data = "<_form>")]
 pub async fn delete(
     _admin: Admin,
-    id: i64,
+    id: ProfileId,
     _form: CsrfForm<super::PlainForm>,
     db: &Db,
-    waker: &State<Waker>,
+    changes: &State<Changes>,
 ) -> Result<Flash<Redirect>> {
     let profile = profiles::find(db, id).await?.ok_or(Error::NotFound)?;
     profiles::delete(db, id).await?;
     // Its tickets in use, or whose PIN was set on the TV, end there now.
-    waker.wake(profile.device_id);
+    changes.notify(profile.device_id);
     Ok(Flash::success(
         Redirect::to(uri!(list)),
         format!("Profile “{}” deleted.", profile.name),

@@ -1,4 +1,5 @@
-//! Tickets: issue one for a profile, delete it, retry applying it to Kodi.
+//! Tickets: issue one for a profile, show its PIN, retry setting it on the TV, end it now, add
+//! minutes, delete it.
 
 use rocket::form::FromForm;
 use rocket::response::{Flash, Redirect};
@@ -11,13 +12,14 @@ use rocket::http::CookieJar;
 
 use crate::auth::{Admin, CsrfForm, CsrfProtected};
 use crate::config::AppConfig;
+use crate::db::deliveries::{self, Retried};
 use crate::db::devices::Device;
 use crate::db::profiles::Profile;
-use crate::db::tickets::{Created, Ticket};
-use crate::db::{self, deliveries, Db};
-use crate::delivery::Waker;
+use crate::db::tickets::{Created, Removed, Ticket};
+use crate::db::{self, Db, Delivery, ProfileId, TicketId};
 use crate::error::{Error, Result};
-use crate::presence::Presence;
+use crate::presence::{Changes, Presence};
+use crate::rereads::{PageAnswer, Reread, View};
 use crate::typed::{self, Typed};
 use crate::validate;
 use crate::views::{Chrome, TicketRow};
@@ -37,7 +39,7 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-fn back_to_profile(profile_id: i64) -> Redirect {
+fn back_to_profile(profile_id: ProfileId) -> Redirect {
     Redirect::to(uri!(profiles::show(profile_id, _)))
 }
 
@@ -57,7 +59,7 @@ struct FormPage {
 #[get("/profiles/<profile_id>/tickets/new")]
 pub async fn new_page(
     _admin: Admin,
-    profile_id: i64,
+    profile_id: ProfileId,
     db: &Db,
     chrome: crate::views::Chrome,
     typed: Typed,
@@ -96,10 +98,10 @@ impl CsrfProtected for TicketForm {
 #[post("/profiles/<profile_id>/tickets", data = "<form>")]
 pub async fn create(
     _admin: Admin,
-    profile_id: i64,
+    profile_id: ProfileId,
     form: CsrfForm<TicketForm>,
     db: &Db,
-    waker: &State<Waker>,
+    changes: &State<Changes>,
     cookies: &CookieJar<'_>,
 ) -> Result<Flash<Redirect>> {
     let back = |message: String| {
@@ -118,7 +120,7 @@ pub async fn create(
             device_id,
             ..
         } => {
-            waker.wake(device_id);
+            changes.notify(device_id);
             let profile = db::profiles::find(db, profile_id).await?;
             let name = profile.map(|p| p.name).unwrap_or_default();
             Ok(Flash::success(
@@ -141,7 +143,7 @@ pub async fn create(
 
 #[derive(Serialize)]
 struct PinPage {
-    profile_id: i64,
+    profile_id: ProfileId,
     profile_name: String,
     row: TicketRow,
 }
@@ -150,29 +152,36 @@ struct PinPage {
 #[get("/tickets/<id>/pin")]
 pub async fn pin_page(
     _admin: Admin,
-    id: i64,
+    id: TicketId,
     db: &Db,
     presence: &State<Presence>,
     config: &State<AppConfig>,
-    chrome: Chrome,
-) -> Result<Template> {
-    let ticket = db::tickets::find(db, id).await?.ok_or(Error::NotFound)?;
-    let profile = db::profiles::find(db, ticket.profile_id)
-        .await?
-        .ok_or(Error::NotFound)?;
-    let (reach, _) = profiles::reach_of(db, presence, config, &profile).await?;
-    let page = PinPage {
-        profile_id: profile.id,
-        profile_name: profile.name,
-        row: TicketRow::new(&ticket, db::now(), reach),
-    };
-    Ok(crate::views::render("tickets/pin", "PIN", chrome, page))
+    reread: Reread<'_>,
+) -> Result<PageAnswer> {
+    reread
+        .answer(|| async {
+            let ticket = db::tickets::find(db, id).await?.ok_or(Error::NotFound)?;
+            let profile = db::profiles::find(db, ticket.profile_id)
+                .await?
+                .ok_or(Error::NotFound)?;
+            let (reach, _) = profiles::reach_of(db, presence, config, &profile).await?;
+            Ok(View {
+                name: "tickets/pin",
+                title: "PIN".into(),
+                page: PinPage {
+                    profile_id: profile.id,
+                    profile_name: profile.name,
+                    row: TicketRow::new(&ticket, db::now(), reach),
+                },
+            })
+        })
+        .await
 }
 
 #[get("/tickets/<id>/delete")]
 pub async fn delete_page(
     _admin: Admin,
-    id: i64,
+    id: TicketId,
     db: &Db,
     chrome: crate::views::Chrome,
 ) -> Result<Template> {
@@ -182,12 +191,17 @@ pub async fn delete_page(
             "Delete ticket {} of “{}”?",
             ticket.lock_code, ticket.profile_name
         ),
-        detail: if ticket.state_at(db::now()) == TicketState::InUse {
-            "Someone is watching on this ticket right now. Its PIN will no longer be accepted \
-             by the server."
-                .into()
-        } else {
-            "Its PIN will no longer be accepted by the server.".into()
+        detail: match ticket.state_at(db::now()) {
+            TicketState::InUse => "Someone is watching on this ticket right now: the TV logs \
+                 the profile off, and its PIN opens nothing any more. The ticket stays listed \
+                 as removed."
+                .into(),
+            TicketState::Unused => {
+                "Its PIN opens nothing any more. The ticket stays listed as removed.".into()
+            }
+            TicketState::Expired | TicketState::Revoked => {
+                "It leaves the list of ended tickets.".into()
+            }
         },
         action: uri!(delete(id)).to_string(),
         button: "Delete ticket".into(),
@@ -204,56 +218,61 @@ pub async fn delete_page(
 #[post("/tickets/<id>/delete", data = "<_form>")]
 pub async fn delete(
     _admin: Admin,
-    id: i64,
+    id: TicketId,
     _form: CsrfForm<super::PlainForm>,
     db: &Db,
-    waker: &State<Waker>,
+    changes: &State<Changes>,
 ) -> Result<Flash<Redirect>> {
     let ticket = db::tickets::find(db, id).await?.ok_or(Error::NotFound)?;
-    db::tickets::delete(db, id).await?;
-    // A deleted ticket that was in use, or whose PIN was set on the TV, ends there now.
-    waker.wake(ticket.device_id);
-    Ok(Flash::success(
-        back_to_profile(ticket.profile_id),
-        format!("Ticket {} deleted.", ticket.lock_code),
-    ))
+    let message = match db::tickets::remove(db, id).await? {
+        Removed::Ended => format!(
+            "Ticket {} removed: its PIN opens nothing any more. It stays listed as removed.",
+            ticket.lock_code
+        ),
+        Removed::Deleted => format!("Ticket {} deleted from the list.", ticket.lock_code),
+        Removed::NotFound => return Err(Error::NotFound),
+    };
+    // A ticket removed while in use, or while its PIN was set on the TV, ends there now.
+    changes.notify(ticket.device_id);
+    Ok(Flash::success(back_to_profile(ticket.profile_id), message))
 }
 
 #[post("/tickets/<id>/retry", data = "<_form>")]
 pub async fn retry(
     _admin: Admin,
-    id: i64,
+    id: TicketId,
     _form: CsrfForm<super::PlainForm>,
     db: &Db,
-    waker: &State<Waker>,
+    changes: &State<Changes>,
 ) -> Result<Flash<Redirect>> {
     let ticket = db::tickets::find(db, id).await?.ok_or(Error::NotFound)?;
     let to = back_to_profile(ticket.profile_id);
-    if let Some(device) = deliveries::retry(db, id).await? {
-        waker.wake(device);
-        Ok(Flash::success(
+    match deliveries::retry(db, id).await? {
+        Retried::Queued { device_id } => {
+            changes.notify(device_id);
+            Ok(Flash::success(
+                to,
+                format!("Setting the PIN {} on the TV again.", ticket.lock_code),
+            ))
+        }
+        Retried::NotFailed => Ok(Flash::error(
             to,
-            format!("Applying ticket {} to Kodi again.", ticket.lock_code),
-        ))
-    } else {
-        Ok(Flash::error(
-            to,
-            format!("Ticket {} is not waiting for a retry.", ticket.lock_code),
-        ))
+            format!("The PIN {} is not waiting for a retry.", ticket.lock_code),
+        )),
     }
 }
 
 /// What ending a session does on the TV, said truthfully for the profile's box.
 fn what_the_tv_does(ticket: &Ticket, device: Option<&Device>, online: bool) -> String {
-    match device {
-        Some(d) if d.delivery == "agent" && online => {
+    match device.map(|d| (d, d.delivery)) {
+        Some((_, Delivery::Agent)) if online => {
             "The TV logs the profile off within seconds.".into()
         }
-        Some(d) if d.delivery == "agent" => format!(
+        Some((d, Delivery::Agent)) => format!(
             "“{}” is offline: the TV logs the profile off when it is back online.",
             d.name
         ),
-        Some(d) if d.delivery == "ssh" => format!(
+        Some((_, Delivery::Ssh)) => format!(
             "The server logs “{}” off on the TV within seconds, over SSH.",
             ticket.profile_name
         ),
@@ -266,10 +285,7 @@ fn what_the_tv_does(ticket: &Ticket, device: Option<&Device>, online: bool) -> S
 
 async fn device_of(db: &Db, ticket: &Ticket) -> Result<Option<Device>> {
     Ok(match ticket.device_id {
-        Some(id) => db::devices::list(db)
-            .await?
-            .into_iter()
-            .find(|d| d.id == id),
+        Some(id) => db::devices::find(db, id).await?,
         None => None,
     })
 }
@@ -278,7 +294,7 @@ async fn device_of(db: &Db, ticket: &Ticket) -> Result<Option<Device>> {
 #[get("/tickets/<id>/end")]
 pub async fn end_page(
     _admin: Admin,
-    id: i64,
+    id: TicketId,
     db: &Db,
     presence: &State<Presence>,
     chrome: Chrome,
@@ -305,16 +321,16 @@ pub async fn end_page(
 #[post("/tickets/<id>/end", data = "<_form>")]
 pub async fn end_now(
     _admin: Admin,
-    id: i64,
+    id: TicketId,
     _form: CsrfForm<super::PlainForm>,
     db: &Db,
-    waker: &State<Waker>,
+    changes: &State<Changes>,
     presence: &State<Presence>,
 ) -> Result<Flash<Redirect>> {
     let ticket = db::tickets::find(db, id).await?.ok_or(Error::NotFound)?;
     let to = back_to_profile(ticket.profile_id);
     if db::tickets::end_now(db, id).await? {
-        waker.wake(ticket.device_id);
+        changes.notify(ticket.device_id);
         let device = device_of(db, &ticket).await?;
         let online = ticket.device_id.is_some_and(|d| presence.is_online(d));
         Ok(Flash::success(
@@ -349,10 +365,10 @@ impl CsrfProtected for ExtendForm {
 #[post("/tickets/<id>/extend", data = "<form>")]
 pub async fn extend(
     _admin: Admin,
-    id: i64,
+    id: TicketId,
     form: CsrfForm<ExtendForm>,
     db: &Db,
-    waker: &State<Waker>,
+    changes: &State<Changes>,
 ) -> Result<Flash<Redirect>> {
     let ticket = db::tickets::find(db, id).await?.ok_or(Error::NotFound)?;
     let to = back_to_profile(ticket.profile_id);
@@ -369,7 +385,7 @@ pub async fn extend(
         }
     };
     if db::tickets::extend(db, id, minutes).await? {
-        waker.wake(ticket.device_id);
+        changes.notify(ticket.device_id);
         Ok(Flash::success(
             to,
             format!("Added {minutes} minutes to ticket {}.", ticket.lock_code),

@@ -239,6 +239,18 @@ impl TestServer {
         json_of(res).await
     }
 
+    /// A JSON `POST` to `path` as the device of `token` (its agent); the answer's status.
+    pub async fn agent_post(&self, token: &str, path: &str, body: &str) -> Status {
+        self.client
+            .post(path.to_owned())
+            .header(ContentType::JSON)
+            .header(Header::new("Authorization", format!("Bearer {token}")))
+            .body(body)
+            .dispatch()
+            .await
+            .status()
+    }
+
     pub async fn api_ticket(&self, token: &str, code: &str) -> (Status, serde_json::Value) {
         let res = self
             .client
@@ -261,6 +273,18 @@ impl TestServer {
         .fetch_all(&self.pool())
         .await
         .unwrap()[0]
+    }
+
+    /// One column of the ticket `id`, as stored.
+    pub async fn ticket_column<T>(&self, id: i64, column: &str) -> T
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Send + Unpin,
+    {
+        sqlx::query_scalar(&format!("SELECT {column} FROM tickets WHERE id = ?"))
+            .bind(id)
+            .fetch_one(&self.pool())
+            .await
+            .unwrap()
     }
 
     pub async fn page(&self, path: &str) -> (Status, String) {
@@ -313,4 +337,21 @@ pub fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// The server binary as a command on the data folder of the test server in `dir`.
+pub fn server_command(dir: &Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kodi-tickets-server"));
+    cmd.args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env(
+            "ROCKET_DATABASES",
+            format!(
+                "{{kodi_tickets={{url=\"sqlite://{}/data/kt.db\"}}}}",
+                dir.display()
+            ),
+        )
+        .env("ROCKET_DATA_DIR", dir.join("data"))
+        .env("RUST_LOG", "error");
+    cmd
 }

@@ -1,0 +1,39 @@
+//! Pairing codes waiting for their box (migration `pairings`).
+
+use super::{now, Pool};
+
+/// Keeps a new code for the box `name`, replacing one it had; expired codes go.
+pub async fn insert(
+    pool: &Pool,
+    code_hash: &str,
+    name: &str,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
+    let t = now();
+    let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM pairings WHERE expires_at <= ? OR name = ?")
+        .bind(t)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO pairings (code_hash, name, created_at, expires_at) VALUES (?, ?, ?, ?)",
+    )
+    .bind(code_hash)
+    .bind(name)
+    .bind(t)
+    .bind(expires_at)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// Takes the unexpired code with this hash, once: the name of its box.
+pub async fn take(pool: &Pool, code_hash: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("DELETE FROM pairings WHERE code_hash = ? AND expires_at > ? RETURNING name")
+        .bind(code_hash)
+        .bind(now())
+        .fetch_all(pool)
+        .await
+        .map(super::first)
+}
