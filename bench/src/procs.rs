@@ -60,6 +60,8 @@ fn server_command(paths: &Paths, port: u16) -> Command {
         .env("ROCKET_EXEC_LOG", paths.tmp.join("exec.log"))
         .env("ROCKET_KODI_SCRIPT", "/bin/true")
         .env("ROCKET_SSH_KNOWN_HOSTS", paths.tmp.join("known_hosts"))
+        // Every simulated page and agent connects from 127.0.0.1: no per-address cap.
+        .env("ROCKET_CONNECTIONS_PER_ADDRESS", "0")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null());
     command

@@ -10,6 +10,7 @@ use rocket::{Data, State};
 use crate::config::AppConfig;
 use crate::db::{self, admins, Db};
 use crate::error::Error;
+use crate::gate;
 use crate::token;
 
 const SESSION_COOKIE: &str = "kt_session";
@@ -228,10 +229,18 @@ impl KnownBrowser {
     }
 }
 
-/// The address failures are counted against. Rocket's `ip_header` is off by default in
-/// `Rocket.toml`, so a client on the LAN cannot pick its own with `X-Real-IP`.
+/// The address failures are counted against: the header a reverse proxy sets when `ip_header`
+/// is configured (off by default, so a client on the LAN cannot pick its own with
+/// `X-Real-IP`), else the client the gate relayed the connection for, else the connection's
+/// own peer (requests that did not come through the gate, as in tests).
 pub fn client_key(req: &Request<'_>) -> String {
-    req.client_ip()
+    let relayed_for = || {
+        let peers = req.rocket().state::<gate::Peers>()?;
+        peers.client_of(req.remote()?)
+    };
+    req.real_ip()
+        .or_else(relayed_for)
+        .or_else(|| req.remote().map(|peer| peer.ip()))
         .map(|ip| format!("ip:{ip}"))
         .unwrap_or_else(|| "ip:unknown".into())
 }

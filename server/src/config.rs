@@ -45,6 +45,18 @@ pub struct AppConfig {
     /// Days an admin session lasts at most, however much it is used.
     #[serde(default = "default_session_max_days")]
     pub session_max_days: u32,
+    /// Connections one client address may hold open at once; 0 for no cap (behind a reverse
+    /// proxy every connection comes from the proxy's address).
+    #[serde(default = "default_connections_per_address")]
+    pub connections_per_address: usize,
+    /// Seconds a client has to send a whole request, head and body, before the server
+    /// answers; 0 for no limit.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: u64,
+    /// Seconds a connection stays open with nothing sent either way (live pages and agents
+    /// get a heartbeat every 15 s).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: u64,
 }
 
 impl AppConfig {
@@ -53,6 +65,14 @@ impl AppConfig {
         Lifetimes {
             idle_secs: i64::from(self.session_idle_days) * DAY,
             absolute_secs: i64::from(self.session_max_days) * DAY,
+        }
+    }
+
+    pub fn gate_limits(&self) -> crate::gate::Limits {
+        crate::gate::Limits {
+            per_address: self.connections_per_address,
+            request: std::time::Duration::from_secs(self.request_timeout),
+            idle: std::time::Duration::from_secs(self.idle_timeout.max(1)),
         }
     }
 }
@@ -80,6 +100,27 @@ fn default_session_idle_days() -> u32 {
 }
 fn default_session_max_days() -> u32 {
     180
+}
+fn default_connections_per_address() -> usize {
+    64
+}
+fn default_request_timeout() -> u64 {
+    30
+}
+fn default_idle_timeout() -> u64 {
+    60
+}
+
+/// Rocket's figment (defaults, then `Rocket.toml` or the file `ROCKET_CONFIG` names, then
+/// `ROCKET_*` variables), with one default of ours: no `ip_header`. Rocket's own default
+/// trusts `X-Real-IP`, so that a LAN client could pick the address its guesses are counted
+/// against wherever a settings file forgot to turn it off.
+pub fn figment() -> Figment {
+    use rocket::figment::providers::{Env, Format, Serialized, Toml};
+    Figment::from(rocket::Config::default())
+        .merge(Serialized::default("ip_header", false))
+        .merge(Toml::file(Env::var_or("ROCKET_CONFIG", "Rocket.toml")).nested())
+        .merge(Env::prefixed("ROCKET_").ignore(&["PROFILE"]).global())
 }
 
 /// Why the server cannot start with its configuration.
@@ -223,6 +264,21 @@ fn write_key(path: &Path, key: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's `Jail` closure returns its own error type
+    fn no_header_names_the_client_unless_configured() {
+        rocket::figment::Jail::expect_with(|jail| {
+            jail.create_file("Rocket.toml", "[default]\nport = 5001\n")?;
+            let config: rocket::Config = figment().extract()?;
+            assert_eq!(config.port, 5001);
+            assert_eq!(config.ip_header, None);
+            jail.set_env("ROCKET_IP_HEADER", "X-Forwarded-For");
+            let config: rocket::Config = figment().extract()?;
+            assert_eq!(config.ip_header.unwrap().as_str(), "X-Forwarded-For");
+            Ok(())
+        });
+    }
 
     #[test]
     fn sqlite_urls_name_their_file() {

@@ -7,6 +7,7 @@ pub mod db;
 pub mod delivery;
 pub mod enrol;
 pub mod error;
+pub mod gate;
 pub mod headers;
 pub mod live;
 pub mod logins;
@@ -30,9 +31,10 @@ use rocket_dyn_templates::Template;
 
 use crate::config::{AppConfig, ConfigError};
 
-/// The server as configured by `Rocket.toml` and `ROCKET_*` variables.
+/// The server as configured by `Rocket.toml` (or the file `ROCKET_CONFIG` names) and
+/// `ROCKET_*` variables.
 pub fn rocket() -> Result<Rocket<Build>, ConfigError> {
-    rocket_from(rocket::Config::figment())
+    rocket_from(config::figment())
 }
 
 /// The server built from a given figment (tests pass their own database and paths).
@@ -52,6 +54,7 @@ pub fn rocket_from(figment: Figment) -> Result<Rocket<Build>, ConfigError> {
         .attach(sweeper::stage())
         .attach(live::stage())
         .manage(rate_limit::Limiters::default())
+        .manage(gate::Peers::default())
         .manage(rereads::Rereads::default())
         .manage(presence::Changes::new(presence.clone()))
         .manage(presence)

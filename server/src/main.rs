@@ -37,8 +37,52 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Listens on the configured address through the gate (see `gate`), with Rocket behind it on a
+/// loopback port of its own.
 async fn serve() -> anyhow::Result<()> {
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    use anyhow::Context;
+    use kodi_tickets_server::config::AppConfig;
+    use kodi_tickets_server::gate;
+    use rocket::fairing::AdHoc;
+
     kodi_tickets_server::process::raise_open_files_limit();
-    kodi_tickets_server::rocket()?.launch().await?;
+    let rocket = kodi_tickets_server::rocket()?;
+    let public: rocket::Config = rocket.figment().extract()?;
+    let app: AppConfig = rocket.figment().extract()?;
+    let public = SocketAddr::new(public.address, public.port);
+    let listener = tokio::net::TcpListener::bind(public)
+        .await
+        .with_context(|| format!("cannot listen on {public}"))?;
+    let public = listener.local_addr()?;
+    let peers = rocket
+        .state::<gate::Peers>()
+        .cloned()
+        .context("the gate's peers are not managed")?;
+    let (bound, port) = tokio::sync::oneshot::channel();
+    let behind_gate = rocket
+        .figment()
+        .clone()
+        .merge(("address", Ipv4Addr::LOCALHOST))
+        .merge(("port", 0));
+    let rocket = rocket
+        .configure(behind_gate)
+        .attach(AdHoc::on_liftoff("Gate", move |rocket| {
+            let port = rocket.config().port;
+            Box::pin(async move {
+                let _ = bound.send(port);
+            })
+        }));
+    let limits = app.gate_limits();
+    tokio::spawn(async move {
+        // NOTE: no port means Rocket failed before liftoff, and its launch returns the error.
+        if let Ok(port) = port.await {
+            tracing::info!("Kodi Tickets is listening on http://{public}");
+            let upstream = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            gate::run(listener, upstream, peers, limits).await;
+        }
+    });
+    rocket.launch().await?;
     Ok(())
 }

@@ -1,0 +1,256 @@
+//! The gate every connection passes before it reaches Rocket.
+//!
+//! Rocket 0.5 takes connections without limit and waits for ever for a request sent slowly,
+//! and it offers no way to plug in a listener of our own. So the server listens on the public
+//! address itself, and relays each connection to Rocket on a loopback port, byte for byte
+//! (TLS included). On the way the gate caps the connections of each client address, closes a
+//! connection whose request has not been answered within a time limit (a request head or body
+//! sent slowly, or nothing sent at all), and closes a connection on which nothing at all moved
+//! for a while. Rocket sees every connection come from the gate; [`Peers`] tells it which client
+//! address stands behind each one.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{sleep_until, timeout, Instant};
+
+/// How the gate treats connections; from the app's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Open connections one client address may hold; 0 for no cap.
+    pub per_address: usize,
+    /// Time a client has to send a whole request (head and body) before the server answers.
+    pub request: Duration,
+    /// Time a connection may stay open with nothing sent either way.
+    pub idle: Duration,
+}
+
+/// Time a write to one side may take; a peer that stops reading loses its connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes moved per read. Allocated per read, so that the thousands of idle agent and page
+/// streams hold no buffers.
+const CHUNK: usize = 16 * 1024;
+/// The answer to a connection over its address's cap.
+const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\n\
+content-type: text/plain; charset=utf-8\r\nretry-after: 10\r\ncontent-length: 52\r\n\r\n\
+Too many connections from your address; retry later.";
+
+/// Which client address stands behind each connection the gate opened to Rocket, keyed by the
+/// gate's end of it (what Rocket calls the request's remote address).
+#[derive(Debug, Clone, Default)]
+pub struct Peers(Arc<Mutex<HashMap<SocketAddr, IpAddr>>>);
+
+impl Peers {
+    /// The client behind a connection Rocket got from the gate; `None` for any other.
+    pub fn client_of(&self, gate_end: SocketAddr) -> Option<IpAddr> {
+        self.lock().get(&gate_end).copied()
+    }
+
+    fn enter(&self, gate_end: SocketAddr, client: IpAddr) -> PeerEntry {
+        self.lock().insert(gate_end, client);
+        PeerEntry {
+            peers: self.clone(),
+            gate_end,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, IpAddr>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Removes a connection from [`Peers`] when it closes.
+struct PeerEntry {
+    peers: Peers,
+    gate_end: SocketAddr,
+}
+
+impl Drop for PeerEntry {
+    fn drop(&mut self) {
+        self.peers.lock().remove(&self.gate_end);
+    }
+}
+
+/// Open connections per client address.
+#[derive(Debug, Clone, Default)]
+struct Counts(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+impl Counts {
+    /// Counts one more connection from `client`, unless it already holds `cap` of them.
+    fn admit(&self, client: IpAddr, cap: usize) -> Option<Admitted> {
+        let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let open = counts.entry(client).or_default();
+        if cap != 0 && *open >= cap {
+            return None;
+        }
+        *open += 1;
+        Some(Admitted {
+            counts: self.clone(),
+            client,
+        })
+    }
+}
+
+/// One counted connection; uncounted when dropped.
+struct Admitted {
+    counts: Counts,
+    client: IpAddr,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(open) = counts.get_mut(&self.client) {
+            *open -= 1;
+            if *open == 0 {
+                counts.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// Accepts connections on `listener` for ever and relays each to Rocket at `upstream`.
+pub async fn run(listener: TcpListener, upstream: SocketAddr, peers: Peers, limits: Limits) {
+    let counts = Counts::default();
+    loop {
+        let (client, address) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, or a connection reset before it was taken: neither
+                // stops the server. A short pause lets connections close meanwhile.
+                tracing::warn!("cannot accept a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(admitted) = counts.admit(address.ip(), limits.per_address) else {
+            tracing::warn!(
+                "refused a connection from {}: it holds {} already",
+                address.ip(),
+                limits.per_address
+            );
+            tokio::spawn(refuse(client));
+            continue;
+        };
+        let peers = peers.clone();
+        tokio::spawn(async move {
+            if let Err(e) = pass(client, address.ip(), upstream, &peers, limits).await {
+                tracing::debug!("connection from {address} ended: {e}");
+            }
+            drop(admitted);
+        });
+    }
+}
+
+async fn refuse(mut client: TcpStream) {
+    let _ = timeout(Duration::from_secs(1), client.write_all(TOO_MANY)).await;
+    let _ = client.shutdown().await;
+}
+
+async fn pass(
+    client: TcpStream,
+    client_ip: IpAddr,
+    upstream: SocketAddr,
+    peers: &Peers,
+    limits: Limits,
+) -> io::Result<()> {
+    let rocket = TcpStream::connect(upstream).await?;
+    // The connection is known to Peers before its first byte reaches Rocket, so every request
+    // on it finds its client.
+    let _entry = peers.enter(rocket.local_addr()?, client_ip);
+    client.set_nodelay(true)?;
+    rocket.set_nodelay(true)?;
+    let (from_client, to_client) = client.into_split();
+    let (from_rocket, to_rocket) = rocket.into_split();
+    relay(from_client, to_client, from_rocket, to_rocket, limits).await
+}
+
+/// Moves bytes both ways until both sides are done, or a limit is passed. A request is
+/// pending from the connection's start, and from a client's byte sent while no answer was
+/// coming, until Rocket's next byte.
+async fn relay(
+    from_client: OwnedReadHalf,
+    mut to_client: OwnedWriteHalf,
+    from_rocket: OwnedReadHalf,
+    mut to_rocket: OwnedWriteHalf,
+    limits: Limits,
+) -> io::Result<()> {
+    let mut pending_since = Some(Instant::now());
+    let mut last_traffic = Instant::now();
+    let mut client_open = true;
+    let mut rocket_open = true;
+    while client_open || rocket_open {
+        let deadline = match pending_since {
+            Some(since) if !limits.request.is_zero() => since + limits.request,
+            _ => last_traffic + limits.idle,
+        };
+        tokio::select! {
+            ready = from_client.readable(), if client_open => {
+                ready?;
+                match forward(&from_client, &mut to_rocket).await? {
+                    Moved::Bytes => {
+                        pending_since.get_or_insert_with(Instant::now);
+                        last_traffic = Instant::now();
+                    }
+                    Moved::Closed => client_open = false,
+                    Moved::Nothing => {}
+                }
+            }
+            ready = from_rocket.readable(), if rocket_open => {
+                ready?;
+                match forward(&from_rocket, &mut to_client).await? {
+                    Moved::Bytes => {
+                        pending_since = None;
+                        last_traffic = Instant::now();
+                    }
+                    Moved::Closed => rocket_open = false,
+                    Moved::Nothing => {}
+                }
+            }
+            () = sleep_until(deadline) => {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, match pending_since {
+                    Some(_) => "the request was not sent in time",
+                    None => "idle",
+                }));
+            }
+        }
+    }
+    Ok(())
+}
+
+enum Moved {
+    Bytes,
+    /// The reading side closed; the writing side was told (half-close).
+    Closed,
+    /// The wake-up was spurious.
+    Nothing,
+}
+
+async fn forward(from: &OwnedReadHalf, to: &mut OwnedWriteHalf) -> io::Result<Moved> {
+    let mut chunk = vec![0; CHUNK];
+    match from.try_read(&mut chunk) {
+        Ok(0) => {
+            let _ = to.shutdown().await;
+            Ok(Moved::Closed)
+        }
+        Ok(n) => {
+            timeout(WRITE_TIMEOUT, to.write_all(&chunk[..n]))
+                .await
+                .map_err(|_| {
+                    io::Error::new(io::ErrorKind::TimedOut, "the peer stopped reading")
+                })??;
+            Ok(Moved::Bytes)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Moved::Nothing),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests;
