@@ -26,7 +26,7 @@ struct Server {
 
 async fn start_server() -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let figment = rocket::Config::figment()
+    let figment = kodi_tickets_server::config::figment()
         .merge(("port", 0))
         .merge(("address", "127.0.0.1"))
         .merge((

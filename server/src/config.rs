@@ -112,13 +112,23 @@ fn default_idle_timeout() -> u64 {
 }
 
 /// Rocket's figment (defaults, then `Rocket.toml` or the file `ROCKET_CONFIG` names, then
-/// `ROCKET_*` variables), with one default of ours: no `ip_header`. Rocket's own default
-/// trusts `X-Real-IP`, so that a LAN client could pick the address its guesses are counted
-/// against wherever a settings file forgot to turn it off.
+/// `ROCKET_*` variables), with defaults of ours that hold wherever a settings file leaves them
+/// out: no `ip_header` (Rocket's own default trusts `X-Real-IP`, so a LAN client could pick the
+/// address its guesses are counted against) and 16 KiB bodies.
 pub fn figment() -> Figment {
+    use rocket::data::{Limits, ToByteUnit};
     use rocket::figment::providers::{Env, Format, Serialized, Toml};
+    let body = 16.kibibytes();
+    let limits = Limits::default()
+        .limit("json", body)
+        .limit("form", body)
+        .limit("string", body)
+        .limit("bytes", body)
+        .limit("data-form", 64.kibibytes())
+        .limit("file", 64.kibibytes());
     Figment::from(rocket::Config::default())
         .merge(Serialized::default("ip_header", false))
+        .merge(Serialized::default("limits", limits))
         .merge(Toml::file(Env::var_or("ROCKET_CONFIG", "Rocket.toml")).nested())
         .merge(Env::prefixed("ROCKET_").ignore(&["PROFILE"]).global())
 }
@@ -267,12 +277,14 @@ mod tests {
 
     #[test]
     #[allow(clippy::result_large_err)] // figment's `Jail` closure returns its own error type
-    fn no_header_names_the_client_unless_configured() {
+    fn safe_defaults_hold_without_a_settings_file_saying_so() {
+        use rocket::data::ToByteUnit;
         rocket::figment::Jail::expect_with(|jail| {
             jail.create_file("Rocket.toml", "[default]\nport = 5001\n")?;
             let config: rocket::Config = figment().extract()?;
             assert_eq!(config.port, 5001);
             assert_eq!(config.ip_header, None);
+            assert_eq!(config.limits.get("json"), Some(16.kibibytes()));
             jail.set_env("ROCKET_IP_HEADER", "X-Forwarded-For");
             let config: rocket::Config = figment().extract()?;
             assert_eq!(config.ip_header.unwrap().as_str(), "X-Forwarded-For");

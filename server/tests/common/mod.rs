@@ -21,7 +21,7 @@ pub struct TestServer {
 }
 
 pub fn figment(dir: &Path) -> Figment {
-    rocket::Config::figment()
+    kodi_tickets_server::config::figment()
         .merge((
             "databases.kodi_tickets.url",
             format!("sqlite://{}/data/kt.db", dir.display()),
