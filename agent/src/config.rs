@@ -92,9 +92,33 @@ fn default_userdata() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/root"))
         .join(".kodi/userdata")
 }
+/// The script where this agent's installation put it: the Debian package in
+/// `/usr/lib/kodi-tickets-agent/` beside `/usr/bin`, the LibreELEC add-on in its flat `bin/`
+/// beside the agent, an install from source in `/usr/local/lib/kodi-tickets/`. The first that
+/// exists; else the package's place, which `check` then reports as missing.
 fn default_script() -> PathBuf {
-    "/usr/local/lib/kodi-tickets/execute-on-kodi_set-passwd-per-profile.sh".into()
+    let beside_binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .map(|bin| {
+            [
+                bin.join("../lib/kodi-tickets-agent").join(SCRIPT_NAME),
+                bin.join(SCRIPT_NAME),
+            ]
+        });
+    let from_source = Path::new("/usr/local/lib/kodi-tickets").join(SCRIPT_NAME);
+    let candidates: Vec<PathBuf> = beside_binary
+        .into_iter()
+        .flatten()
+        .chain([from_source])
+        .collect();
+    candidates
+        .iter()
+        .find(|path| path.is_file())
+        .unwrap_or(&candidates[0])
+        .clone()
 }
+const SCRIPT_NAME: &str = "execute-on-kodi_set-passwd-per-profile.sh";
 fn default_script_timeout() -> u64 {
     90
 }
