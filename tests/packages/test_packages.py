@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -73,7 +74,7 @@ def test_each_package_holds_its_parts_and_says_what_it_needs(part, arch):
     assert "libc6 (>= 2.17)" in field(package, "Depends")
     files = files_of(package)
     expected = {f"/usr/bin/kodi-tickets-{part}", f"/usr/lib/kodi-tickets-{part}/{SCRIPT}",
-                f"/lib/systemd/system/kodi-tickets-{part}.service"}
+                f"/usr/lib/systemd/system/kodi-tickets-{part}.service"}
     if part == "server":
         expected |= {"/etc/kodi-tickets/server.toml", "/usr/lib/sysusers.d/kodi-tickets-server.conf",
                      "/usr/share/kodi-tickets-server/templates/layout.html.hbs"}
@@ -94,7 +95,7 @@ def test_server_and_agent_install_side_by_side(tmp_path):
     root = tmp_path / "root"
     for package in (server, agent):
         subprocess.run(["dpkg-deb", "-x", str(package), str(root)], check=True)
-    units = [root / "lib/systemd/system" / f"kodi-tickets-{p}.service" for p in ARCHES]
+    units = [root / "usr/lib/systemd/system" / f"kodi-tickets-{p}.service" for p in ARCHES]
     verify = subprocess.run(["systemd-analyze", "verify", f"--root={root}", *map(str, units)],
                             capture_output=True, text=True)
     problems = [line for line in (verify.stdout + verify.stderr).splitlines()
@@ -174,3 +175,44 @@ def test_the_arm_agents_run_under_qemu(arch, tmp_path):
                            capture_output=True, text=True, timeout=120)
     assert check.returncode == 1, check.stdout + check.stderr
     assert "FAIL" in check.stdout and "Kodi" in check.stdout, check.stdout
+
+
+def test_the_libreelec_addon_holds_every_agent_and_passes_kodis_checker():
+    addon = only("service.kodi-tickets.agent-*.zip")
+    with zipfile.ZipFile(addon) as z:
+        names = set(z.namelist())
+    root = "service.kodi-tickets.agent/"
+    expected = {root + "addon.xml", root + "default.py", root + "resources/settings.xml",
+                root + "system.d/service.kodi-tickets.agent.service",
+                root + "bin/kodi-tickets-agent.start", root + "bin/" + SCRIPT}
+    expected |= {root + f"bin/kodi-tickets-agent-{arch}" for arch in ("x86_64", "aarch64", "armv7")}
+    assert expected <= names, expected - names
+    assert {n.split("/")[0] for n in names} == {"service.kodi-tickets.agent"}, "one folder, the id"
+    checked = subprocess.run([str(REPO / "scripts" / "check-addon"), str(addon)],
+                             capture_output=True, text=True, timeout=600)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    only("service.kodi-tickets-*.zip")  # the PIN pad ships beside it
+
+
+@pytest.mark.parametrize("shell", ["busybox sh", "dash", "bash"])
+def test_the_addons_start_script_chooses_the_agent_that_runs(shell, tmp_path):
+    kodi_home = tmp_path / ".kodi"
+    with zipfile.ZipFile(only("service.kodi-tickets.agent-*.zip")) as z:
+        z.extractall(kodi_home / "addons")
+    start = kodi_home / "addons/service.kodi-tickets.agent/bin/kodi-tickets-agent.start"
+    run = lambda *args: subprocess.run([*shell.split(), str(start), *args], capture_output=True,
+                                       text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    # On this x86_64 machine the x86_64 agent is the one that runs.
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout.startswith("kodi-tickets-agent "), version
+    data = kodi_home / "userdata/addon_data/service.kodi-tickets.agent"
+    assert data.is_dir() and data.stat().st_mode & 0o077 == 0
+    # Not paired: a plain line and 78, so that the unit waits instead of restarting.
+    unpaired = run()
+    assert unpaired.returncode == 78 and "not paired yet" in unpaired.stderr, unpaired
+    # None that runs (an agent for another machine): said, not a cryptic exec error.
+    for arch in ("aarch64", "armv7"):
+        (start.parent / f"kodi-tickets-agent-{arch}").unlink()
+    (start.parent / "kodi-tickets-agent-x86_64").write_bytes(b"\x7fELF not for this machine")
+    none = run("--version")
+    assert none.returncode == 78 and "none of the agents" in none.stderr, none
