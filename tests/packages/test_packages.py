@@ -92,10 +92,16 @@ def test_server_and_agent_install_side_by_side(tmp_path):
         postinst = (Path(control) / "postinst").read_text()
         assert "systemd-sysusers kodi-tickets-server.conf" in postinst
         assert "deb-systemd-helper" in postinst, "the unit is enabled on install"
+    # A scratch root with this machine's systemd units (the targets the packages' units
+    # name), /bin and /lib as on a merged-/usr system, and both packages unpacked into it.
     root = tmp_path / "root"
+    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    (root / "bin").symlink_to("usr/bin")
+    (root / "lib").symlink_to("usr/lib")
     for package in (server, agent):
         subprocess.run(["dpkg-deb", "-x", str(package), str(root)], check=True)
-    units = [root / "usr/lib/systemd/system" / f"kodi-tickets-{p}.service" for p in ARCHES]
+    units = [root / "usr/lib/systemd/system" / f"kodi-tickets-{p}.service"
+             for p in ("server", "agent")]
     verify = subprocess.run(["systemd-analyze", "verify", f"--root={root}", *map(str, units)],
                             capture_output=True, text=True)
     problems = [line for line in (verify.stdout + verify.stderr).splitlines()
