@@ -98,7 +98,11 @@ pub async fn run(config: &Config) -> Vec<Finding> {
 
 /// Sends this box's status: it shows the server answers and takes the token.
 async fn server(config: &Config, status: &AgentStatus) -> Finding {
-    let client = match ServerClient::new(config.server_url(), &config.device_token) {
+    let roots = match config.server_roots() {
+        Ok(roots) => roots,
+        Err(e) => return Finding::not(e.to_string()),
+    };
+    let client = match ServerClient::trusting(config.server_url(), &config.device_token, roots) {
         Ok(client) => client,
         Err(e) => return Finding::not(format!("the server address is not usable: {e}")),
     };

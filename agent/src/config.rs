@@ -32,6 +32,10 @@ pub struct Config {
     pub server_url: String,
     /// This box's device token (Devices page, or `kodi-tickets-server device add NAME`).
     pub device_token: String,
+    /// Certificate authorities (a PEM file) trusted for the server's HTTPS certificate besides
+    /// the public ones: for a server with a certificate of its own.
+    #[serde(default)]
+    pub server_ca_file: Option<PathBuf>,
     /// Kodi's JSON-RPC (WebSocket on the TCP port).
     #[serde(default = "default_jsonrpc")]
     pub kodi_jsonrpc: String,
@@ -71,6 +75,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("server_url", &self.server_url)
             .field("device_token", &"<secret>")
+            .field("server_ca_file", &self.server_ca_file)
             .field("kodi_jsonrpc", &self.kodi_jsonrpc)
             .field("kodi_eventserver", &self.kodi_eventserver)
             .field("kodi_userdata", &self.kodi_userdata)
@@ -197,7 +202,17 @@ impl Config {
                 "script_timeout must be 1 to 3600 seconds".into(),
             ));
         }
+        self.server_roots()?;
         Ok(())
+    }
+
+    /// The certificates of `server_ca_file`; none when it is not set.
+    pub fn server_roots(&self) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+        match &self.server_ca_file {
+            None => Ok(Vec::new()),
+            Some(path) => crate::server::certificates_in(path)
+                .map_err(|e| ConfigError::Invalid(format!("server_ca_file: {e}"))),
+        }
     }
 
     pub fn server_url(&self) -> &str {

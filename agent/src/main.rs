@@ -45,6 +45,10 @@ enum Command {
         server_url: String,
         /// The 6-digit code from the Devices page (Pair a box).
         code: String,
+        /// A certificate authority (PEM) to trust for a server with an HTTPS certificate of
+        /// its own; kept in the config as server_ca_file.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -71,12 +75,19 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let env: HashMap<String, String> = std::env::vars().collect();
-    if let Command::Pair { server_url, code } = command {
+    if let Command::Pair {
+        server_url,
+        code,
+        ca_file,
+    } = command
+    {
         // The config it writes: the one the agent would read.
         let file = config_path(&cli, &env).unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
         let paired = tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
-            .and_then(|runtime| runtime.block_on(pairing::pair(server_url, code, &file)));
+            .and_then(|runtime| {
+                runtime.block_on(pairing::pair(server_url, code, ca_file.as_deref(), &file))
+            });
         return match paired {
             Ok(name) => {
                 println!(
@@ -128,7 +139,11 @@ fn main() -> ExitCode {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(?config, "starting");
-    let server = ServerClient::new(config.server_url(), &config.device_token)?;
+    let server = ServerClient::trusting(
+        config.server_url(),
+        &config.device_token,
+        config.server_roots()?,
+    )?;
     let driver = Driver::new(config.clone(), server.clone())?;
     let (events_tx, events) = mpsc::channel(64);
     tokio::spawn(driver::follow_server(server, events_tx));

@@ -1,5 +1,7 @@
 //! The agent's client of the Kodi Tickets server: the event stream and the reports.
 
+use std::error::Error as _;
+use std::path::Path;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -24,7 +26,40 @@ pub enum ServerError {
 
 impl From<reqwest::Error> for ServerError {
     fn from(e: reqwest::Error) -> Self {
-        ServerError::Unavailable(e.to_string())
+        ServerError::Unavailable(in_plain_words(&e))
+    }
+}
+
+/// What went wrong, in words a person setting up a box can act on: reqwest's own message
+/// ("error sending request for url …") names no cause; the innermost one does.
+fn in_plain_words(e: &reqwest::Error) -> String {
+    let mut causes = Vec::new();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        causes.push(cause.to_string());
+        source = cause.source();
+    }
+    let innermost = causes.last().cloned().unwrap_or_else(|| e.to_string());
+    if causes.iter().any(|c| c.contains("certificate")) {
+        format!(
+            "the server's certificate is not trusted ({innermost}): give the agent the \
+             certificate of the authority that signed it (server_ca_file, or pair --ca-file)"
+        )
+    } else if e.is_timeout() {
+        "the server did not answer in time".into()
+    } else if e.is_connect() {
+        format!("cannot connect to the server ({innermost}): is the address right and the server running?")
+    } else {
+        innermost
+    }
+}
+
+/// The certificates in the PEM file at `path`, for [`ServerClient::trusting`].
+pub fn certificates_in(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(found) if !found.is_empty() => Ok(found),
+        _ => Err(format!("{} holds no PEM certificate", path.display())),
     }
 }
 
@@ -37,10 +72,23 @@ pub struct ServerClient {
 
 impl ServerClient {
     pub fn new(base: &str, token: &str) -> Result<Self, ServerError> {
-        let http = Client::builder()
+        Self::trusting(base, token, Vec::new())
+    }
+
+    /// A client that trusts `roots` for the server's HTTPS certificate besides the public
+    /// certificate authorities (a server with a certificate of its own).
+    pub fn trusting(
+        base: &str,
+        token: &str,
+        roots: Vec<reqwest::Certificate>,
+    ) -> Result<Self, ServerError> {
+        let mut builder = Client::builder()
             .user_agent(concat!("kodi-tickets-agent/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(5))
-            .build()?;
+            .connect_timeout(Duration::from_secs(5));
+        for root in roots {
+            builder = builder.add_root_certificate(root);
+        }
+        let http = builder.build()?;
         Ok(ServerClient {
             http,
             base: base.trim_end_matches('/').to_owned(),

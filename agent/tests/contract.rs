@@ -1,5 +1,6 @@
 //! The agent's real server client against the real server, listening on a free port.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -25,8 +26,13 @@ struct Server {
 }
 
 async fn start_server() -> Server {
+    start_server_with(None).await
+}
+
+/// The server, on HTTPS with the given certificate chain and key files when `tls` is given.
+async fn start_server_with(tls: Option<(&Path, &Path)>) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let figment = kodi_tickets_server::config::figment()
+    let mut figment = kodi_tickets_server::config::figment()
         .merge(("port", 0))
         .merge(("address", "127.0.0.1"))
         .merge((
@@ -40,6 +46,10 @@ async fn start_server() -> Server {
         ))
         .merge(("exec_log", dir.path().join("exec.log")))
         .merge(("log_level", "off"));
+    if let Some((certs, key)) = tls {
+        figment = figment.merge(("tls.certs", certs)).merge(("tls.key", key));
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let (tx, rx) = oneshot::channel();
     let tx = std::sync::Mutex::new(Some(tx));
     let rocket = kodi_tickets_server::rocket_from(figment)
@@ -57,7 +67,7 @@ async fn start_server() -> Server {
     tokio::spawn(rocket.launch());
     let (port, pool, changes) = rx.await.unwrap();
     Server {
-        url: format!("http://127.0.0.1:{port}"),
+        url: format!("{scheme}://127.0.0.1:{port}"),
         pool,
         changes,
         _dir: dir,
@@ -490,4 +500,142 @@ async fn a_box_pairs_with_the_code_from_the_devices_page_and_its_config_works() 
         String::from_utf8_lossy(&out.stderr).contains("is wrong, used or expired"),
         "{out:?}"
     );
+}
+
+/// A certificate authority of its own, as a PEM file in `dir`, and a certificate it signed for
+/// 127.0.0.1 (chain and key files), as a home server with HTTPS of its own would have.
+fn own_certificate_authority(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, name);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let files = (
+        dir.join(format!("{name}-ca.pem")),
+        dir.join(format!("{name}-server.pem")),
+        dir.join(format!("{name}-server.key")),
+    );
+    std::fs::write(&files.0, ca.pem()).unwrap();
+    std::fs::write(&files.1, leaf.pem()).unwrap();
+    std::fs::write(&files.2, key.serialize_pem()).unwrap();
+    files
+}
+
+async fn pair_command(config: &Path, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_kodi-tickets-agent"))
+        .arg("--config")
+        .arg(config)
+        .arg("pair")
+        .args(args)
+        .env_clear()
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_server_with_a_certificate_of_its_own_is_trusted_only_with_its_authority() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, certs, key) = own_certificate_authority(dir.path(), "home");
+    let (other_ca, _, _) = own_certificate_authority(dir.path(), "other");
+    let server = start_server_with(Some((&certs, &key))).await;
+    let code = kodi_tickets_server::enrol::pairing_code(&server.pool, "Bedroom")
+        .await
+        .unwrap()
+        .code;
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, "kodi_jsonrpc = \"127.0.0.1:9090\"\n").unwrap();
+    let before = std::fs::read(&config).unwrap();
+
+    // Not trusted: no authority given, or another one. Said plainly; the config untouched and
+    // the code not used up.
+    for extra in [vec![], vec!["--ca-file", other_ca.to_str().unwrap()]] {
+        let mut args = vec![server.url.as_str(), &code];
+        args.extend(extra);
+        let out = pair_command(&config, &args).await;
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("the server's certificate is not trusted"),
+            "{said}"
+        );
+        assert_eq!(said.trim().lines().count(), 1, "one plain line: {said}");
+        assert_eq!(std::fs::read(&config).unwrap(), before);
+    }
+    // A file that holds no certificate.
+    let out = pair_command(
+        &config,
+        &[&server.url, &code, "--ca-file", key.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds no PEM certificate"));
+
+    let out = pair_command(
+        &config,
+        &[&server.url, &code, "--ca-file", ca.to_str().unwrap()],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let written: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
+    assert_eq!(written["server_ca_file"].as_str(), ca.to_str());
+    assert_eq!(
+        written["kodi_jsonrpc"].as_str(),
+        Some("127.0.0.1:9090"),
+        "the rest kept"
+    );
+    let token = written["device_token"].as_str().unwrap();
+    let roots = kodi_tickets_agent::server::certificates_in(&ca).unwrap();
+    let client = ServerClient::trusting(&server.url, token, roots).unwrap();
+    assert!(
+        client.events().await.is_ok(),
+        "the agent trusts it with the config"
+    );
+}
+
+#[tokio::test]
+async fn a_config_with_a_typo_or_a_silent_server_stop_pairing_before_the_code_is_used() {
+    let server = start_server().await;
+    let code = kodi_tickets_server::enrol::pairing_code(&server.pool, "Bedroom")
+        .await
+        .unwrap()
+        .code;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, "kodi_userdata = /storage/.kodi/userdata\n").unwrap();
+    let before = std::fs::read(&config).unwrap();
+    let out = pair_command(&config, &[&server.url, &code]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("agent.toml is not valid TOML"), "{said}");
+    assert_eq!(
+        std::fs::read(&config).unwrap(),
+        before,
+        "the config untouched"
+    );
+
+    assert_eq!(said.trim().lines().count(), 1, "one plain line: {said}");
+
+    std::fs::write(&config, "kodi_userdata = \"/storage/.kodi/userdata\"\n").unwrap();
+    let before = std::fs::read(&config).unwrap();
+    let out = pair_command(&config, &["http://127.0.0.1:9", &code]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("cannot connect to the server"), "{said}");
+    assert_eq!(said.trim().lines().count(), 1, "one plain line: {said}");
+    assert_eq!(
+        std::fs::read(&config).unwrap(),
+        before,
+        "the config untouched"
+    );
+
+    // The same code still pairs: neither failure used it up.
+    let out = pair_command(&config, &[&server.url, &code]).await;
+    assert!(out.status.success(), "{out:?}");
 }
