@@ -1,9 +1,9 @@
 //! The agent's command line: help, usage errors and a configuration it cannot run with.
 
-use std::process::Command;
+mod common;
 
 fn agent(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_kodi-tickets-agent"))
+    common::agent_command()
         .args(args)
         .env_clear()
         .output()

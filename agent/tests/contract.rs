@@ -1,5 +1,7 @@
 //! The agent's real server client against the real server, listening on a free port.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -75,6 +77,11 @@ async fn start_server_with(tls: Option<(&Path, &Path)>) -> Server {
 }
 
 impl Server {
+    /// A pairing code for a new box named `name`, as the Devices page shows it.
+    async fn pairing_code(&self, name: &str) -> String {
+        enrol::pairing_code(&self.pool, name).await.unwrap().code
+    }
+
     /// A device whose profile "Kids" gets its PINs through the agent; returns its token.
     async fn device_with_profile(&self) -> (String, DeviceId, ProfileId) {
         let enrolled = enrol::device(&self.pool, "Living room").await.unwrap();
@@ -426,7 +433,7 @@ async fn a_deleted_ticket_is_withdrawn_from_the_agent_until_it_acknowledges() {
 /// `kodi-tickets-agent check` against the real server, with `token`, no Kodi on the box,
 /// and a script and state folder in `dir`: (exit code, its lines).
 async fn check(server: &Server, token: &str, dir: &std::path::Path) -> (Option<i32>, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kodi-tickets-agent"))
+    let out = tokio::process::Command::from(common::agent_command())
         .arg("check")
         .env_clear()
         .env("KODI_TICKETS_AGENT_SERVER_URL", &server.url)
@@ -469,21 +476,10 @@ async fn check_says_what_works_on_the_box_and_what_does_not() {
 async fn a_box_pairs_with_the_code_from_the_devices_page_and_its_config_works() {
     use std::os::unix::fs::PermissionsExt;
     let server = start_server().await;
-    let code = kodi_tickets_server::enrol::pairing_code(&server.pool, "Bedroom")
-        .await
-        .unwrap()
-        .code;
+    let code = server.pairing_code("Bedroom").await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("kodi-tickets").join("agent.toml");
-    let pair = |code: String| {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_kodi-tickets-agent"))
-            .arg("--config")
-            .arg(&config)
-            .args(["pair", &server.url, &code])
-            .env_clear()
-            .output()
-    };
-    let out = pair(code.clone()).await.unwrap();
+    let out = pair_command(&config, &[&server.url, &code]).await;
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("paired as “Bedroom”"));
     let written: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
@@ -494,7 +490,7 @@ async fn a_box_pairs_with_the_code_from_the_devices_page_and_its_config_works() 
     let client = ServerClient::new(&server.url, &token).unwrap();
     assert!(client.events().await.is_ok(), "the token works");
 
-    let out = pair(code).await.unwrap();
+    let out = pair_command(&config, &[&server.url, &code]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("is wrong, used or expired"),
@@ -528,7 +524,7 @@ fn own_certificate_authority(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathB
 }
 
 async fn pair_command(config: &Path, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_kodi-tickets-agent"))
+    tokio::process::Command::from(common::agent_command())
         .arg("--config")
         .arg(config)
         .arg("pair")
@@ -545,10 +541,7 @@ async fn a_server_with_a_certificate_of_its_own_is_trusted_only_with_its_authori
     let (ca, certs, key) = own_certificate_authority(dir.path(), "home");
     let (other_ca, _, _) = own_certificate_authority(dir.path(), "other");
     let server = start_server_with(Some((&certs, &key))).await;
-    let code = kodi_tickets_server::enrol::pairing_code(&server.pool, "Bedroom")
-        .await
-        .unwrap()
-        .code;
+    let code = server.pairing_code("Bedroom").await;
     let config = dir.path().join("agent.toml");
     std::fs::write(&config, "kodi_jsonrpc = \"127.0.0.1:9090\"\n").unwrap();
     let before = std::fs::read(&config).unwrap();
@@ -602,10 +595,7 @@ async fn a_server_with_a_certificate_of_its_own_is_trusted_only_with_its_authori
 #[tokio::test]
 async fn a_config_with_a_typo_or_a_silent_server_stop_pairing_before_the_code_is_used() {
     let server = start_server().await;
-    let code = kodi_tickets_server::enrol::pairing_code(&server.pool, "Bedroom")
-        .await
-        .unwrap()
-        .code;
+    let code = server.pairing_code("Bedroom").await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("agent.toml");
     std::fs::write(&config, "kodi_userdata = /storage/.kodi/userdata\n").unwrap();
