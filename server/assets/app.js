@@ -46,18 +46,48 @@
       waiting = fresh;
       return;
     }
+    // A list whose rows came or went is swapped whole; its live parts are then up to date.
+    document.querySelectorAll("[data-live-rows][id]").forEach(function (old) {
+      var now = fresh.getElementById(old.id);
+      if (!now || rowsOf(old) === rowsOf(now)) return;
+      now.querySelectorAll("[data-live][id]").forEach(function (part) {
+        served[part.id] = part.outerHTML;
+      });
+      put(old, now);
+    });
     document.querySelectorAll("[data-live][id]").forEach(function (old) {
       var now = fresh.getElementById(old.id);
       if (!now || served[old.id] === now.outerHTML) return;
       served[old.id] = now.outerHTML;
-      now.querySelectorAll('input[name="csrf_token"]').forEach(function (input) {
-        if (csrf) input.value = csrf.content;
-      });
-      old.replaceWith(now);
+      put(old, now);
     });
+    pairedYet();
     localTimes(document);
     tick();
     document.documentElement.setAttribute("data-refreshed", String(Date.now()));
+  }
+  // The Devices page's pairing code, once its box has paired: the code is used up.
+  function pairedYet() {
+    var panel = document.getElementById("pairing");
+    if (!panel) return;
+    var name = panel.getAttribute("data-name");
+    var paired = Array.prototype.some.call(document.querySelectorAll("[data-row][data-name]"),
+      function (row) { return row.getAttribute("data-name") === name; });
+    if (!paired) return;
+    panel.querySelector(".pairing-code-parts").hidden = true;
+    panel.querySelector(".pairing-done").hidden = false;
+    panel.classList.replace("alert-info", "alert-success");
+  }
+  function rowsOf(list) {
+    return Array.prototype.map.call(list.querySelectorAll("[data-row]"), function (row) {
+      return row.getAttribute("data-row");
+    }).join(",");
+  }
+  function put(old, now) {
+    now.querySelectorAll('input[name="csrf_token"]').forEach(function (input) {
+      if (csrf) input.value = csrf.content;
+    });
+    old.replaceWith(now);
   }
   document.addEventListener("pointerdown", function () { pressed = true; }, true);
   function released() {
@@ -113,7 +143,7 @@
   // stream holds one: with more tabs open the pages would stall. A hidden tab gives its
   // stream up and reads itself again when it is shown.
   function listen() {
-    if (!window.EventSource || !document.querySelector("[data-live][id]")) return;
+    if (!window.EventSource || !document.querySelector("[data-live][id], [data-live-rows][id]")) return;
     var stream = null;
     var cutOff = false;
     var state = function (value) {

@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 import urllib.parse
+import urllib.request
 from datetime import datetime
 
 import pytest
@@ -328,3 +329,45 @@ def test_device_with_agent_and_running_session(server, browser, artifacts, strea
     browser.drain_console()
     errors = severe(browser.console)
     assert not errors, "browser console errors:\n" + "\n".join(e["message"] for e in errors)
+
+
+@pytest.mark.parametrize("width,phone", [(390, True), (1280, False)])
+def test_a_box_paired_from_the_tv_appears_on_the_open_page(server, browser, artifacts, width, phone):
+    """The admin asks for a pairing code and keeps the Devices page open; the box pairs (its
+    add-on or `kodi-tickets-agent pair` calls POST /api/pair): its row appears on the page
+    without a reload, first box or not."""
+    driver = browser.start(width, 900, phone=phone)
+    log_in_first_time(driver, server)
+    open_devices(driver, server)
+    fill(driver, name="Den")
+    driver.find_element(By.XPATH, "//main//button[normalize-space()='Pair a box']").click()
+    wait(driver).until(lambda d: d.find_elements(By.ID, "pairing-code"))
+    code = driver.find_element(By.ID, "pairing-code").text.strip()
+    assert re.fullmatch(r"\d{6}", code), code
+    assert not driver.find_elements(By.CSS_SELECTOR, "#devices-list tr[data-row]"), "no box yet"
+    # Marks this very page: a reload would lose it.
+    driver.execute_script("window.notReloaded = true;")
+    wait(driver).until(lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("data-live-stream") == "open")
+
+    request = urllib.request.Request(server.url + "/api/pair", method="POST",
+                                     data=json.dumps({"code": code}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert json.loads(answer.read())["device"] == "Den"
+    wait(driver, STREAM_WAIT).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#devices-list tr[data-row]"))
+    row = driver.find_element(By.CSS_SELECTOR, "#devices-list tr[data-row]")
+    assert row.text.startswith("Den"), row.text
+    assert driver.execute_script("return window.notReloaded === true;"), "the page was reloaded"
+    # The used code gives way to the news.
+    panel = driver.find_element(By.ID, "pairing")
+    wait(driver).until(lambda d: "alert-success" in classes(panel))
+    assert panel.text == "“Den” is paired: it is in the list below.", panel.text
+    assert not driver.find_element(By.ID, "pairing-code").is_displayed()
+    # Its form works as it came: the CSRF token was filled in.
+    token = row.find_element(By.CSS_SELECTOR, "input[name='csrf_token']").get_attribute("value")
+    assert token and token == driver.find_element(
+        By.CSS_SELECTOR, "meta[name='csrf-token']").get_attribute("content")
+    driver.save_screenshot(str(artifacts / f"devices-paired-{width}.png"))
+    browser.drain_console()
+    assert severe(browser.console) == [], browser.console
