@@ -102,19 +102,16 @@ fn default_userdata() -> PathBuf {
 /// beside the agent, an install from source in `/usr/local/lib/kodi-tickets/`. The first that
 /// exists; else the package's place, which `check` then reports as missing.
 fn default_script() -> PathBuf {
-    let beside_binary = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(Path::to_path_buf))
-        .map(|bin| {
-            [
-                bin.join("../lib/kodi-tickets-agent").join(SCRIPT_NAME),
-                bin.join(SCRIPT_NAME),
-            ]
-        });
+    let exe = std::env::current_exe().ok();
+    let bin = exe.as_deref().and_then(Path::parent);
+    let package = bin
+        .and_then(Path::parent)
+        .map(|prefix| prefix.join("lib/kodi-tickets-agent").join(SCRIPT_NAME));
+    let addon = bin.map(|bin| bin.join(SCRIPT_NAME));
     let from_source = Path::new("/usr/local/lib/kodi-tickets").join(SCRIPT_NAME);
-    let candidates: Vec<PathBuf> = beside_binary
+    let candidates: Vec<PathBuf> = package
         .into_iter()
-        .flatten()
+        .chain(addon)
         .chain([from_source])
         .collect();
     candidates

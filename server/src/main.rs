@@ -69,16 +69,17 @@ async fn serve() -> anyhow::Result<()> {
     let rocket = rocket
         .configure(behind_gate)
         .attach(AdHoc::on_liftoff("Gate", move |rocket| {
-            let port = rocket.config().port;
+            let bound_to = (rocket.config().port, rocket.config().tls_enabled());
             Box::pin(async move {
-                let _ = bound.send(port);
+                let _ = bound.send(bound_to);
             })
         }));
     let limits = app.gate_limits();
     tokio::spawn(async move {
         // NOTE: no port means Rocket failed before liftoff, and its launch returns the error.
-        if let Ok(port) = port.await {
-            tracing::info!("Kodi Tickets is listening on http://{public}");
+        if let Ok((port, tls)) = port.await {
+            let scheme = if tls { "https" } else { "http" };
+            tracing::info!("Kodi Tickets is listening on {scheme}://{public}");
             let upstream = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
             gate::run(listener, upstream, peers, limits).await;
         }
