@@ -7,6 +7,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+mod common;
+
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -26,15 +28,7 @@ fn server(dir: &Path, args: &[&str]) -> Command {
 }
 
 fn configure(cmd: &mut Command, dir: &Path) {
-    cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .env(
-            "ROCKET_DATABASES",
-            format!(
-                "{{kodi_tickets={{url=\"sqlite://{}/data/kt.db\"}}}}",
-                dir.display()
-            ),
-        )
-        .env("ROCKET_DATA_DIR", dir.join("data"))
+    common::on_data_folder(cmd, dir)
         .env("ROCKET_ADDRESS", "127.0.0.1")
         .env("ROCKET_PORT", "0")
         .env("ROCKET_KODI_SCRIPT", "/bin/true")

@@ -342,8 +342,16 @@ pub fn urlencode(s: &str) -> String {
 /// The server binary as a command on the data folder of the test server in `dir`.
 pub fn server_command(dir: &Path, args: &[&str]) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kodi-tickets-server"));
-    cmd.args(args)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+    on_data_folder(cmd.args(args), dir).env("RUST_LOG", "error");
+    cmd
+}
+
+/// Runs `cmd` from the repository (its templates) on the database and data folder in `dir`.
+pub fn on_data_folder<'c>(
+    cmd: &'c mut std::process::Command,
+    dir: &Path,
+) -> &'c mut std::process::Command {
+    cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .env(
             "ROCKET_DATABASES",
             format!(
@@ -352,6 +360,4 @@ pub fn server_command(dir: &Path, args: &[&str]) -> std::process::Command {
             ),
         )
         .env("ROCKET_DATA_DIR", dir.join("data"))
-        .env("RUST_LOG", "error");
-    cmd
 }
