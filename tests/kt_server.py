@@ -112,7 +112,7 @@ class Server:
     adds to (or overrides) the server's environment."""
 
     def __init__(self, tmp: Path = None, *, prefix: str = "kt-server-", fake_kodi: bool = False,
-                 env: dict = None):
+                 env: dict = None, netns: str = None, address: str = "127.0.0.1"):
         self.binary = server_binary()
         self.owns_tmp = tmp is None
         self.tmp = Path(tempfile.mkdtemp(prefix=prefix)) if tmp is None else Path(tmp)
@@ -120,10 +120,13 @@ class Server:
         self.db_path = data / "kt.db"
         self.log_path = self.tmp / "server.log"
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        # In the network namespace `netns` (a machine of its own), the server listens on all
+        # its addresses, and the tests reach it at `address`.
+        self.netns = netns
+        self.url = f"http://{address}:{self.port}"
         self.env = dict(os.environ)
         self.env.update({
-            "ROCKET_ADDRESS": "127.0.0.1",
+            "ROCKET_ADDRESS": "0.0.0.0" if netns else "127.0.0.1",
             "ROCKET_PORT": str(self.port),
             "ROCKET_DATA_DIR": str(data),
             "ROCKET_DATABASES": f'{{kodi_tickets={{url="sqlite://{self.db_path}"}}}}',
@@ -145,8 +148,9 @@ class Server:
     def start(self) -> "Server":
         """Starts the server (its output appended to `log_path`) and waits for /healthz."""
         with open(self.log_path, "ab") as log:
+            inside = ["ip", "netns", "exec", self.netns] if self.netns else []
             self.process = subprocess.Popen(
-                [str(self.binary)], cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                inside + [str(self.binary)], cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )
         self.wait_healthy()  # the server has created and migrated its database by now
         return self

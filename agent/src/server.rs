@@ -230,8 +230,15 @@ impl ServerClient {
     }
 }
 
+/// Time the event stream may bring nothing before the agent takes the connection for dead and
+/// opens a new one: three of the server's 15 s heartbeats. Without it, a connection whose
+/// other end went away while the network was down would be waited on for ever, and no PIN
+/// would reach the box again.
+const SILENT_SERVER: Duration = Duration::from_secs(45);
+
 /// Server-sent events as agent events: blocks separated by a blank line, `data:` lines joined;
-/// comments (heartbeats) and unknown event types are skipped.
+/// comments (heartbeats) and unknown event types are skipped. A stream silent for
+/// [`SILENT_SERVER`] ends with an error.
 fn sse_events<S, B>(bytes: S) -> impl Stream<Item = Result<AgentEvent, ServerError>>
 where
     S: Stream<Item = Result<B, reqwest::Error>> + Unpin,
@@ -249,10 +256,17 @@ where
                     }
                     continue;
                 }
-                match bytes.next().await {
-                    Some(Ok(chunk)) => buffer.extend_from_slice(chunk.as_ref()),
-                    Some(Err(e)) => return Some((Err(ServerError::from(e)), (bytes, buffer))),
-                    None => return None,
+                match tokio::time::timeout(SILENT_SERVER, bytes.next()).await {
+                    Ok(Some(Ok(chunk))) => buffer.extend_from_slice(chunk.as_ref()),
+                    Ok(Some(Err(e))) => return Some((Err(ServerError::from(e)), (bytes, buffer))),
+                    Ok(None) => return None,
+                    Err(_) => {
+                        let silent = ServerError::Unavailable(format!(
+                            "nothing heard from the server for {} s",
+                            SILENT_SERVER.as_secs()
+                        ));
+                        return Some((Err(silent), (bytes, buffer)));
+                    }
                 }
             }
         },
@@ -311,5 +325,30 @@ mod tests {
             &events[1],
             AgentEvent::Session { ticket_id: 2, .. }
         ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_silent_for_three_heartbeats_ends_with_an_error() {
+        let (sender, receiver) =
+            futures::channel::mpsc::unbounded::<Result<Vec<u8>, reqwest::Error>>();
+        let events = sse_events(receiver);
+        let mut events = std::pin::pin!(events);
+        let started = tokio::time::Instant::now();
+        // Heartbeats keep it open, however long it runs.
+        let beats = tokio::spawn(async move {
+            for _ in 0..10 {
+                sender.unbounded_send(Ok(b":\n\n".to_vec())).unwrap();
+                tokio::time::sleep(Duration::from_secs(15)).await;
+            }
+            sender // held, sending nothing more
+        });
+        let outcome = events.next().await;
+        assert!(
+            matches!(&outcome, Some(Err(ServerError::Unavailable(m))) if m.contains("nothing heard")),
+            "{outcome:?}"
+        );
+        let _quiet_sender = beats.await.unwrap();
+        // The tenth heartbeat came at 135 s; silence ends the stream 45 s after it.
+        assert_eq!(started.elapsed(), Duration::from_secs(135) + SILENT_SERVER);
     }
 }

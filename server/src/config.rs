@@ -59,6 +59,11 @@ pub struct AppConfig {
     pub idle_timeout: u64,
 }
 
+/// How long a client (an agent's box, an open page) may leave data unacknowledged before the
+/// server drops it: with the streams' 15 s heartbeat, a box unplugged from the network shows
+/// offline within about 35 s.
+const SILENT_CLIENT: std::time::Duration = std::time::Duration::from_secs(20);
+
 impl AppConfig {
     pub fn session_lifetimes(&self) -> Lifetimes {
         const DAY: i64 = 24 * 60 * 60;
@@ -73,6 +78,7 @@ impl AppConfig {
             per_address: self.connections_per_address,
             request: std::time::Duration::from_secs(self.request_timeout),
             idle: std::time::Duration::from_secs(self.idle_timeout.max(1)),
+            silent: SILENT_CLIENT,
         }
     }
 }

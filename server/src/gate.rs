@@ -6,8 +6,10 @@
 //! (TLS included). On the way the gate caps the connections of each client address, closes a
 //! connection whose request has not been answered within a time limit (a request head or body
 //! sent slowly, or nothing sent at all), and closes a connection on which nothing at all moved
-//! for a while. Rocket sees every connection come from the gate; [`Peers`] tells it which client
-//! address stands behind each one.
+//! for a while. It also notices a client whose network went away (a box unplugged, its Wi-Fi
+//! down): the kernel gives up on data it cannot deliver, and on a quiet connection it probes.
+//! Rocket sees every connection come from the gate; [`Peers`] tells it which client address
+//! stands behind each one, and when that client is gone.
 
 use std::collections::HashMap;
 use std::io;
@@ -18,6 +20,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout, Instant};
 
 /// How the gate treats connections; from the app's settings.
@@ -29,6 +32,9 @@ pub struct Limits {
     pub request: Duration,
     /// Time a connection may stay open with nothing sent either way.
     pub idle: Duration,
+    /// Time data sent to a client may stay unacknowledged before its connection is closed;
+    /// a connection on which nothing moves is probed after this long too.
+    pub silent: Duration,
 }
 
 /// Time a write to one side may take; a peer that stops reading loses its connection.
@@ -44,24 +50,53 @@ Too many connections from your address; retry later.";
 /// Which client address stands behind each connection the gate opened to Rocket, keyed by the
 /// gate's end of it (what Rocket calls the request's remote address).
 #[derive(Debug, Clone, Default)]
-pub struct Peers(Arc<Mutex<HashMap<SocketAddr, IpAddr>>>);
+pub struct Peers(Arc<Mutex<HashMap<SocketAddr, Peer>>>);
+
+#[derive(Debug)]
+struct Peer {
+    ip: IpAddr,
+    /// Turns true when the client hangs up; closed when the gate drops the connection.
+    gone: watch::Receiver<bool>,
+}
 
 impl Peers {
     /// The client behind a connection Rocket got from the gate; `None` for any other.
     pub fn client_of(&self, gate_end: SocketAddr) -> Option<IpAddr> {
-        self.lock().get(&gate_end).copied()
+        self.lock().get(&gate_end).map(|peer| peer.ip)
     }
 
-    fn enter(&self, gate_end: SocketAddr, client: IpAddr) -> PeerEntry {
-        self.lock().insert(gate_end, client);
+    /// Tells when the client behind a connection is gone. Rocket learns it only when it next
+    /// writes to the connection; a long-lived stream that needs to know sooner waits on this.
+    pub fn departure(&self, gate_end: Option<SocketAddr>) -> Departure {
+        Departure(gate_end.and_then(|end| self.lock().get(&end).map(|peer| peer.gone.clone())))
+    }
+
+    fn enter(&self, gate_end: SocketAddr, ip: IpAddr, gone: watch::Receiver<bool>) -> PeerEntry {
+        self.lock().insert(gate_end, Peer { ip, gone });
         PeerEntry {
             peers: self.clone(),
             gate_end,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, IpAddr>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Peer>> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The moment a client leaves: it hung up, or its network stopped answering.
+#[derive(Debug)]
+pub struct Departure(Option<watch::Receiver<bool>>);
+
+impl Departure {
+    /// Returns once the client is gone; never for a connection that did not come through the
+    /// gate.
+    pub async fn wait(&mut self) {
+        match &mut self.0 {
+            // NOTE: an error means the gate dropped the connection, which is gone too.
+            Some(gone) => drop(gone.wait_for(|gone| *gone).await),
+            None => std::future::pending().await,
+        }
     }
 }
 
@@ -160,27 +195,59 @@ async fn pass(
     peers: &Peers,
     limits: Limits,
 ) -> io::Result<()> {
+    notice_silence(&client, limits.silent)?;
     let rocket = TcpStream::connect(upstream).await?;
     // The connection is known to Peers before its first byte reaches Rocket, so every request
     // on it finds its client.
-    let _entry = peers.enter(rocket.local_addr()?, client_ip);
+    let (gone, gone_seen) = watch::channel(false);
+    let _entry = peers.enter(rocket.local_addr()?, client_ip, gone_seen);
     client.set_nodelay(true)?;
     rocket.set_nodelay(true)?;
     let (from_client, to_client) = client.into_split();
     let (from_rocket, to_rocket) = rocket.into_split();
-    relay(from_client, to_client, from_rocket, to_rocket, limits).await
+    let sides = Sides {
+        from_client,
+        to_client,
+        from_rocket,
+        to_rocket,
+    };
+    relay(sides, limits, &gone).await
 }
 
-/// Moves bytes both ways until both sides are done, or a limit is passed. A request is
-/// pending from the connection's start, and from a client's byte sent while no answer was
-/// coming, until Rocket's next byte.
-async fn relay(
+/// Has the kernel close the connection once data sent to the client stays unacknowledged for
+/// `after`, and probe the client when nothing moves for that long, so that a client whose
+/// network went away is noticed within about `after` of the next byte sent to it (an agent's
+/// or a page's stream sends a heartbeat every 15 s), not after the kernel's default of
+/// about 15 minutes.
+fn notice_silence(client: &TcpStream, after: Duration) -> io::Result<()> {
+    use rustix::net::sockopt;
+
+    let millis = u32::try_from(after.as_millis()).unwrap_or(u32::MAX).max(1);
+    sockopt::set_tcp_user_timeout(client, millis)?;
+    sockopt::set_socket_keepalive(client, true)?;
+    sockopt::set_tcp_keepidle(client, after.max(Duration::from_secs(1)))?;
+    sockopt::set_tcp_keepintvl(client, (after / 4).max(Duration::from_secs(1)))?;
+    Ok(())
+}
+
+/// The two connections the gate joins, each split in its reading and writing side.
+struct Sides {
     from_client: OwnedReadHalf,
-    mut to_client: OwnedWriteHalf,
+    to_client: OwnedWriteHalf,
     from_rocket: OwnedReadHalf,
-    mut to_rocket: OwnedWriteHalf,
-    limits: Limits,
-) -> io::Result<()> {
+    to_rocket: OwnedWriteHalf,
+}
+
+/// Moves bytes both ways until both sides are done, or a limit is passed; `gone` turns true
+/// when the client hangs up. A request is pending from the connection's start, and from a
+/// client's byte sent while no answer was coming, until Rocket's next byte.
+async fn relay(sides: Sides, limits: Limits, gone: &watch::Sender<bool>) -> io::Result<()> {
+    let Sides {
+        from_client,
+        mut to_client,
+        from_rocket,
+        mut to_rocket,
+    } = sides;
     let mut pending_since = Some(Instant::now());
     let mut last_traffic = Instant::now();
     let mut client_open = true;
@@ -198,7 +265,10 @@ async fn relay(
                         pending_since.get_or_insert_with(Instant::now);
                         last_traffic = Instant::now();
                     }
-                    Moved::Closed => client_open = false,
+                    Moved::Closed => {
+                        client_open = false;
+                        gone.send_replace(true);
+                    }
                     Moved::Nothing => {}
                 }
             }

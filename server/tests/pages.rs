@@ -485,6 +485,21 @@ async fn a_pin_for_an_offline_box_says_it_waits_and_the_page_warns() {
         body.contains("24 h 00 min"),
         "a day is written in hours: {body}"
     );
+
+    // Someone uses it (the box reported the login, then went silent): the page says what the
+    // parent must know now: the session ends on the TV only if the agent still runs there.
+    let pin: String = sqlx::query_scalar("SELECT lock_code FROM tickets")
+        .fetch_one(&s.pool())
+        .await
+        .unwrap();
+    s.use_ticket(&pin).await;
+    let (_, body) = s.page(&format!("/profiles/{kids}")).await;
+    assert!(
+        body.contains("“Living room” went offline while someone uses this profile")
+            && body.contains("check the TV"),
+        "{body}"
+    );
+    assert!(!body.contains("new PINs wait"), "{body}");
 }
 
 #[rocket::async_test]

@@ -154,3 +154,34 @@ def test_login_limits_still_count_per_client_address(server):
     statuses = [wrong_login(server, "127.0.0.16", f"nobody{i}") for i in range(6)]
     assert statuses == [401] * 5 + [429], statuses
     assert wrong_login(server, "127.0.0.17", "nobody6") == 401
+
+
+def device_badge(srv: Server, device_id: int) -> str:
+    page = srv.admin.page("/devices")
+    cell = re.search(rf'id="device-{device_id}-agent"[^>]*>(.*?)</td>', page, re.S)
+    assert cell, page
+    return re.sub(r"<[^>]+>", "", cell.group(1)).strip()
+
+
+def test_a_box_whose_agent_stops_shows_offline_at_once(tmp_path):
+    """The gate tells the box's event stream when its agent hangs up: the Devices page says
+    offline within a second or two, not at the stream's next heartbeat (15 s)."""
+    with Server(tmp_path) as srv:
+        srv.admin.first_log_in("correct-horse-42")
+        token = srv.cli("device", "add", "Den", check=True).stdout.strip()
+        device_id = srv.value("SELECT id FROM devices")
+        assert device_badge(srv, device_id) == "offline"
+        agent = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        agent.sendall(f"GET /api/agent/events HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\nAccept: text/event-stream\r\n"
+                      f"Authorization: Bearer {token}\r\n\r\n".encode())
+        assert agent.recv(12) == b"HTTP/1.1 200"
+        deadline = time.monotonic() + 10
+        while device_badge(srv, device_id) != "online":
+            assert time.monotonic() < deadline, "the box never showed online"
+            time.sleep(0.1)
+
+        agent.close()
+        closed = time.monotonic()
+        while device_badge(srv, device_id) != "offline":
+            assert time.monotonic() - closed < 5, "still online 5 s after its agent hung up"
+            time.sleep(0.1)

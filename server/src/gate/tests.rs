@@ -57,6 +57,7 @@ fn limits(per_address: usize, request_ms: u64, idle_ms: u64) -> Limits {
         per_address,
         request: Duration::from_millis(request_ms),
         idle: Duration::from_millis(idle_ms),
+        silent: Duration::from_secs(20),
     }
 }
 
@@ -202,4 +203,124 @@ async fn an_idle_connection_is_closed_after_its_answer() {
         started.elapsed() >= Duration::from_millis(250),
         "never early"
     );
+}
+
+/// A gate in front of a stand-in for Rocket's event streams, which takes one connection: the
+/// gate's address, the stand-in's end of that connection and the gate's name for it.
+async fn stream_setup(limits: Limits) -> (SocketAddr, Peers, TcpListener) {
+    let peers = Peers::default();
+    let rocket = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let upstream = rocket.local_addr().unwrap();
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let gate = listener.local_addr().unwrap();
+    tokio::spawn(run(listener, upstream, peers.clone(), limits));
+    (gate, peers, rocket)
+}
+
+/// A client's connection through the gate, once its request reached the stand-in (as with
+/// Rocket, which learns of a connection only from its first bytes): the client's end, the
+/// stand-in's end and the gate's name for it.
+async fn stream_opened(
+    gate: SocketAddr,
+    rocket: &TcpListener,
+) -> (TcpStream, TcpStream, SocketAddr) {
+    let mut client = TcpStream::connect(gate).await.unwrap();
+    client
+        .write_all(b"GET /events HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    let (mut stream, gate_end) = rocket.accept().await.unwrap();
+    let mut request = [0u8; 4];
+    stream.read_exact(&mut request).await.unwrap();
+    (client, stream, gate_end)
+}
+
+/// Sends a heartbeat every 100 ms, as an event stream does, until the connection breaks.
+fn heartbeats(mut stream: TcpStream) {
+    tokio::spawn(async move {
+        while stream.write_all(b": heartbeat\n\n").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}
+
+#[tokio::test]
+async fn a_stream_hears_at_once_that_its_client_hung_up() {
+    let (gate, peers, rocket) = stream_setup(limits(0, 60_000, 60_000)).await;
+    let (mut client, stream, gate_end) = stream_opened(gate, &rocket).await;
+    let mut departure = peers.departure(Some(gate_end));
+    heartbeats(stream);
+    let mut first = [0u8; 13];
+    client.read_exact(&mut first).await.unwrap();
+    assert!(
+        timeout(Duration::from_millis(300), departure.wait())
+            .await
+            .is_err(),
+        "gone while still there"
+    );
+    drop(client);
+    timeout(GENEROUS, departure.wait())
+        .await
+        .expect("the stream hears that its client left");
+}
+
+/// Marks the copy of the test binary that runs inside a network namespace of its own.
+const IN_OWN_NETWORK: &str = "KODI_TICKETS_TEST_IN_OWN_NETWORK";
+
+/// A client whose network goes away, without a word, is dropped: the stream it had hears of
+/// it within a few seconds, not after the kernel's quarter of an hour. The loopback link of a
+/// network namespace of the test's own is taken down, as a cable is pulled.
+#[test]
+fn a_client_whose_network_went_away_is_dropped() {
+    const NAME: &str = "gate::tests::a_client_whose_network_went_away_is_dropped";
+    if std::env::var_os(IN_OWN_NETWORK).is_none() {
+        let run = std::process::Command::new("unshare")
+            .arg("--net")
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+            .env(IN_OWN_NETWORK, "1")
+            .output()
+            .expect("unshare (util-linux) runs");
+        assert!(
+            run.status.success(),
+            "the test in a network namespace of its own failed ({}; `unshare --net` needs \
+             root, as ./scripts/test runs):\n{}{}",
+            run.status,
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&run.stdout).contains("1 passed"),
+            "the test did not run in its namespace"
+        );
+        return;
+    }
+    let link = |state: &str| {
+        let status = std::process::Command::new("ip")
+            .args(["link", "set", "lo", state])
+            .status()
+            .expect("ip (iproute2) runs");
+        assert!(status.success(), "ip link set lo {state}");
+    };
+    link("up");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let mut limits = limits(0, 60_000, 60_000);
+            limits.silent = Duration::from_secs(1);
+            let (gate, peers, rocket) = stream_setup(limits).await;
+            let (mut client, stream, gate_end) = stream_opened(gate, &rocket).await;
+            let mut departure = peers.departure(Some(gate_end));
+            heartbeats(stream);
+            let mut first = [0u8; 13];
+            client.read_exact(&mut first).await.unwrap();
+            link("down");
+            // NOTE: the client's socket stays open: only the network is gone.
+            timeout(Duration::from_secs(15), departure.wait())
+                .await
+                .expect("the gate drops a client whose network went away");
+            drop(client);
+        });
 }

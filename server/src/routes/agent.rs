@@ -1,6 +1,7 @@
 //! The agent's side of the API: a live stream of what to do on the box, and its reports.
 
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use kodi_tickets_protocol::times::parse_rfc3339;
@@ -13,6 +14,7 @@ use rocket::{get, post, routes, Route, Shutdown, State};
 use crate::auth::Device;
 use crate::db::{self, deliveries, devices, tickets, withdrawals, Db, DeliveryId, TicketId};
 use crate::error::{Error, Result};
+use crate::gate::Peers;
 use crate::presence::{Changes, Presence};
 use crate::views::rfc3339;
 
@@ -28,16 +30,19 @@ const ENDED_GRACE_SECS: i64 = 300;
 
 /// Server-sent events for one device: every unacknowledged delivery and deleted ticket and
 /// every running session on connect, then each new one as it happens. Ends when the device is
-/// revoked.
+/// revoked, and as soon as the gate sees the box go (so its pages show it offline at once).
 #[get("/agent/events")]
 fn events(
     device: Device,
     db: &Db,
     presence: &State<Presence>,
+    peers: &State<Peers>,
+    gate_end: Option<SocketAddr>,
     mut shutdown: Shutdown,
 ) -> EventStream![Event + 'static] {
     let pool = db::Pool::clone(db);
     let mut online = presence.connect(device.id);
+    let mut departure = peers.departure(gate_end);
     EventStream! {
         let mut sent_deliveries = HashSet::new();
         let mut sent_withdrawals = HashSet::new();
@@ -111,6 +116,7 @@ fn events(
                 _ = online.changed() => {}
                 _ = time::sleep(TICK) => {}
                 _ = &mut shutdown => break,
+                () = departure.wait() => break,
             }
         }
     }

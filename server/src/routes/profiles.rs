@@ -467,6 +467,14 @@ async fn show_view(
             .collect()
     };
     let live = rows(tickets::live_for_profile(db, id).await?);
+    let warning = match &profile.device_name {
+        Some(box_name) if reach.tv_offline && live.iter().any(|t| t.is_running) => Some(format!(
+            "“{box_name}” went offline while someone uses this profile. If its agent still runs \
+             there, it ends the session on time by itself, network or not; if someone stopped \
+             it (for example by disabling the add-on), the session does not end: check the TV."
+        )),
+        _ => warning,
+    };
     let armed = live
         .iter()
         .find(|t| Some(t.id) == reach.armed)
