@@ -71,8 +71,13 @@
     var panel = document.getElementById("pairing");
     if (!panel) return;
     var name = panel.getAttribute("data-name");
+    var since = Number(panel.getAttribute("data-since"));
     var paired = Array.prototype.some.call(document.querySelectorAll("[data-row][data-name]"),
-      function (row) { return row.getAttribute("data-name") === name; });
+      function (row) {
+        var cell = row.querySelector("[data-paired]");
+        return row.getAttribute("data-name") === name && cell &&
+          Number(cell.getAttribute("data-paired")) >= since;
+      });
     if (!paired) return;
     panel.querySelector(".pairing-code-parts").hidden = true;
     panel.querySelector(".pairing-done").hidden = false;

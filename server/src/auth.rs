@@ -108,9 +108,11 @@ impl<'r> FromRequest<'r> for Admin {
 }
 
 /// A Kodi box calling the API with its `Authorization: Bearer <token>`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Device {
     pub id: db::DeviceId,
+    /// The hash of the token it came with: a box paired again gets a new one.
+    pub token_hash: String,
 }
 
 #[rocket::async_trait]
@@ -131,8 +133,9 @@ impl<'r> FromRequest<'r> for Device {
             Error::Internal("no database".into())
         )));
         // NOTE: looked up by hash, so the comparison never touches the secret itself.
-        match db::devices::authenticate(pool, &token::hash(bearer.trim())).await {
-            Ok(Some(id)) => request::Outcome::Success(Device { id }),
+        let token_hash = token::hash(bearer.trim());
+        match db::devices::authenticate(pool, &token_hash).await {
+            Ok(Some(id)) => request::Outcome::Success(Device { id, token_hash }),
             Ok(None) => request::Outcome::Error(unauthorized),
             Err(e) => request::Outcome::Error((Status::InternalServerError, e.into())),
         }

@@ -40,9 +40,10 @@ pub enum DeviceCommand {
         name: String,
     },
     /// Make a code that a new box's agent exchanges for its token
-    /// (`kodi-tickets-agent pair URL CODE`), valid ten minutes, once.
+    /// (`kodi-tickets-agent pair URL CODE`), valid ten minutes, once. For a box that exists
+    /// already (it lost its settings), the code pairs it again: its profiles stay.
     PairCode {
-        /// The new box's name, e.g. "Bedroom".
+        /// The box's name, e.g. "Bedroom".
         name: String,
     },
     /// List the boxes: name, how PINs reach it, when it was last seen.
@@ -84,9 +85,16 @@ pub async fn device(command: DeviceCommand) -> anyhow::Result<()> {
             println!("{token}");
         }
         DeviceCommand::PairCode { name } => {
-            let code = enrol::pairing_code(&pool, &name)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            // NOTE: a box that exists is paired again (it lost its settings): same profiles.
+            let existing = devices::list(&pool)
+                .await?
+                .into_iter()
+                .find(|d| d.revoked_at.is_none() && d.name.eq_ignore_ascii_case(name.trim()));
+            let code = match existing {
+                Some(d) => enrol::pairing_code_again(&pool, d.id).await,
+                None => enrol::pairing_code(&pool, &name).await,
+            }
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
             eprintln!(
                 "pairing code for “{}”, valid until {} (once); on the box: \
                  kodi-tickets-agent pair http://THIS-SERVER:PORT {}",

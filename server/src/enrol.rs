@@ -40,7 +40,6 @@ pub struct PairingCode {
 
 /// Makes a pairing code for a new box named `raw_name`, replacing one it had.
 pub async fn pairing_code(pool: &Pool, raw_name: &str) -> Result<PairingCode> {
-    use rand::Rng;
     let name = validate::name(raw_name, "device").map_err(Error::BadRequest)?;
     if devices::list(pool)
         .await?
@@ -51,13 +50,29 @@ pub async fn pairing_code(pool: &Pool, raw_name: &str) -> Result<PairingCode> {
             "a device named “{name}” exists already"
         )));
     }
+    new_code(pool, name, None).await
+}
+
+/// Makes a pairing code for the box `id` that exists already (its token lost: Kodi's safe
+/// mode, a new SD card): pairing gives it a new token, and its profiles, tickets and running
+/// sessions stay with it.
+pub async fn pairing_code_again(pool: &Pool, id: DeviceId) -> Result<PairingCode> {
+    let device = devices::find(pool, id)
+        .await?
+        .filter(|d| d.revoked_at.is_none())
+        .ok_or(Error::NotFound)?;
+    new_code(pool, device.name, Some(id)).await
+}
+
+async fn new_code(pool: &Pool, name: String, device: Option<DeviceId>) -> Result<PairingCode> {
+    use rand::Rng;
     let code = format!(
         "{:0width$}",
         rand::rngs::OsRng.gen_range(0..10u32.pow(PAIRING_DIGITS as u32)),
         width = PAIRING_DIGITS
     );
     let expires_at = crate::db::now() + PAIRING_MINUTES * 60;
-    pairings::insert(pool, &token::hash(&code), &name, expires_at).await?;
+    pairings::insert(pool, &token::hash(&code), &name, device, expires_at).await?;
     Ok(PairingCode {
         name,
         code,
@@ -72,7 +87,14 @@ pub async fn pair(pool: &Pool, code: &str) -> Result<Option<Enrolled>> {
         return Ok(None);
     }
     match pairings::take(pool, &token::hash(code)).await? {
-        Some(name) => device(pool, &name).await.map(Some),
+        Some((name, None)) => device(pool, &name).await.map(Some),
+        Some((name, Some(id))) => {
+            let token = format!("kt_{}", token::generate());
+            // NOTE: a box revoked since its code was made is not brought back.
+            Ok(devices::replace_token(pool, id, &token::hash(&token))
+                .await?
+                .then_some(Enrolled { id, name, token }))
+        }
         None => Ok(None),
     }
 }

@@ -430,6 +430,77 @@ async fn a_pairing_code_gives_its_box_a_token_once_and_only_while_fresh() {
     assert!(status.code == 422 || status.code == 400, "{status}");
 }
 
+/// Kodi's safe mode (or a new SD card) loses the box's settings: "Pair again" on the Devices
+/// page makes a code for the same box, whose new token replaces the old one; its profiles and
+/// the session running on it stay.
+#[rocket::async_test]
+async fn a_box_that_lost_its_token_is_paired_again_and_keeps_its_profiles() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let code = pairing_code(&s, "Den").await;
+    let (_, body) = pair(&s, &format!(r#"{{"code":"{code}"}}"#)).await;
+    let old_token = body["device_token"].as_str().unwrap().to_owned();
+    let den = s.device_id("Den").await;
+    let kids = s.create_profile_on("Kids", den).await;
+    let pin = s.create_ticket(kids, 30).await;
+    let ticket = s.use_ticket(&pin).await;
+
+    let res = s.post_form(&format!("/devices/{den}/pair"), &[]).await;
+    assert_eq!(res.status(), Status::Ok);
+    let page = res.into_string().await.unwrap();
+    assert!(
+        page.contains("Its profiles and tickets stay; its old token stops working then."),
+        "{page}"
+    );
+    let marker = r#"id="pairing-code">"#;
+    let start = page.find(marker).expect("code shown") + marker.len();
+    let again = page[start..start + 6].to_owned();
+    // Until the code is used, the box keeps working with its old token.
+    let status = r#"{"agent_version":"1","kodi_reachable":true}"#;
+    assert_eq!(
+        s.agent_post(&old_token, "/api/agent/status", status).await,
+        Status::Ok
+    );
+
+    let (code_status, body) = pair(&s, &format!(r#"{{"code":"{again}"}}"#)).await;
+    assert_eq!(code_status, Status::Ok, "{body}");
+    assert_eq!(body["device"], "Den");
+    let new_token = body["device_token"].as_str().unwrap().to_owned();
+    assert_ne!(new_token, old_token);
+    assert_eq!(
+        s.agent_post(&old_token, "/api/agent/status", status).await,
+        Status::Unauthorized,
+        "the old token is refused"
+    );
+    assert_eq!(
+        s.agent_post(&new_token, "/api/agent/status", status).await,
+        Status::Ok
+    );
+    let boxes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices")
+        .fetch_one(&s.pool())
+        .await
+        .unwrap();
+    assert_eq!(boxes, 1, "the same box, not a new one");
+    let (_, body) = s.api_ticket(&new_token, &pin).await;
+    assert_eq!(
+        body["state"], "in_use",
+        "the running session is still the box's: {body}"
+    );
+    assert_eq!(s.ticket_column::<String>(ticket, "state").await, "in_use");
+
+    // A revoked box is not paired again, neither by a new code nor by one made before.
+    let res = s.post_form(&format!("/devices/{den}/pair"), &[]).await;
+    let page = res.into_string().await.unwrap();
+    let start = page.find(marker).expect("code shown") + marker.len();
+    let stale = page[start..start + 6].to_owned();
+    let res = s.post_form(&format!("/devices/{den}/revoke"), &[]).await;
+    assert_eq!(res.status(), Status::SeeOther);
+    let (code_status, _) = pair(&s, &format!(r#"{{"code":"{stale}"}}"#)).await;
+    assert_eq!(code_status, Status::NotFound, "revoked meanwhile");
+    let res = s.post_form(&format!("/devices/{den}/pair"), &[]).await;
+    assert_eq!(res.status(), Status::NotFound);
+}
+
 #[rocket::async_test]
 async fn guessing_pairing_codes_is_limited_before_any_lookup() {
     let s = TestServer::start().await;

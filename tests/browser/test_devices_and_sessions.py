@@ -22,6 +22,7 @@ from datetime import datetime
 
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import Select
 
 from test_walkthrough import (
@@ -353,7 +354,7 @@ def test_a_box_paired_from_the_tv_appears_on_the_open_page(server, browser, arti
                                      data=json.dumps({"code": code}).encode(),
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as answer:
-        assert json.loads(answer.read())["device"] == "Den"
+        first_token = json.loads(answer.read())["device_token"]
     wait(driver, STREAM_WAIT).until(
         lambda d: d.find_elements(By.CSS_SELECTOR, "#devices-list tr[data-row]"))
     row = driver.find_element(By.CSS_SELECTOR, "#devices-list tr[data-row]")
@@ -369,5 +370,39 @@ def test_a_box_paired_from_the_tv_appears_on_the_open_page(server, browser, arti
     assert token and token == driver.find_element(
         By.CSS_SELECTOR, "meta[name='csrf-token']").get_attribute("content")
     driver.save_screenshot(str(artifacts / f"devices-paired-{width}.png"))
+
+    # Kodi's safe mode wipes the box's settings: "Pair again" makes a code for the same box.
+    old_stream = AgentStream(server.url, first_token)
+    try:
+        row = driver.find_element(By.CSS_SELECTOR, "#devices-list tr[data-row]")
+        used_panel = driver.find_element(By.ID, "pairing")
+        row_button(row, "Pair again").click()
+        wait(driver).until(staleness_of(used_panel))
+        wait(driver).until(lambda d: d.find_elements(By.ID, "pairing-code"))
+        again = driver.find_element(By.ID, "pairing-code").text.strip()
+        panel = driver.find_element(By.ID, "pairing")
+        assert "alert-info" in classes(panel) and again != code, panel.text
+        assert "old token stops working" in driver.find_element(By.CSS_SELECTOR, ".alert-success").text
+        assert driver.execute_script(
+            "return document.documentElement.scrollWidth <= window.innerWidth"), "sideways scrolling"
+        driver.save_screenshot(str(artifacts / f"devices-pair-again-{width}.png"))
+        request = urllib.request.Request(server.url + "/api/pair", method="POST",
+                                         data=json.dumps({"code": again}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            paired = json.loads(answer.read())
+        assert paired["device"] == "Den" and paired["device_token"] != first_token, paired
+        wait(driver, STREAM_WAIT).until(lambda d: "alert-success" in classes(panel))
+        assert panel.text == "“Den” is paired again: it is in the list below.", panel.text
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#devices-list tr[data-row]")) == 1
+        # The box's old token is refused, and a stream still open with it ends.
+        with old_stream.changed:
+            old_stream.changed.wait_for(lambda: old_stream.ended is not None, STREAM_WAIT)
+        assert old_stream.ended is not None, "the old token's stream still runs"
+        status, _ = server.api(first_token, "/api/agent/status",
+                               {"agent_version": "1", "kodi_reachable": True})
+        assert status == 401, status
+    finally:
+        old_stream.close()
     browser.drain_console()
     assert severe(browser.console) == [], browser.console

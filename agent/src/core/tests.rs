@@ -642,6 +642,25 @@ fn profiles_without_tickets_and_the_master_are_left_alone() {
     }
 }
 
+/// A box paired again with its state lost (its add-on's folder wiped, a new SD card) while
+/// Kids is in use: the server's account of the running session is the agent's, and the
+/// session ends at the server's time, not before.
+#[test]
+fn a_box_without_state_takes_the_running_session_from_the_server() {
+    let mut core = native();
+    let actions = core.handle(T0 + 60, seen("Kids"));
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::LogOff { .. })),
+        "nothing known yet, nothing ended: {actions:?}"
+    );
+    core.handle(T0 + 61, session_event(1, T0 + 1800));
+    assert!(core.state().sessions.contains_key(&1));
+    let actions = core.handle(T0 + 1799, Event::Tick);
+    assert_eq!(count(&actions, &log_off_kids()), 0, "never early");
+    let actions = core.handle(T0 + 1800, Event::Tick);
+    assert_eq!(count(&actions, &log_off_kids()), 1, "{actions:?}");
+}
+
 #[test]
 fn expiry_while_kodi_restarts_ends_the_session_when_kodi_is_back_logged_in() {
     let mut core = running();

@@ -15,6 +15,8 @@ pub struct Device {
     pub ssh_port: i64,
     pub ssh_key_path: Option<String>,
     pub created_at: i64,
+    /// When the box was last paired again (a new token for it).
+    pub paired_at: Option<i64>,
     pub last_seen_at: Option<i64>,
     pub revoked_at: Option<i64>,
     /// When the agent last restarted Kodi to end a session, and what it says about it.
@@ -41,7 +43,7 @@ pub async fn insert(
 }
 
 const SELECT: &str = "SELECT id, name, delivery, kodi_version, master_lock, kodi_reachable,
-        ssh_user, ssh_host, ssh_port, ssh_key_path, created_at,
+        ssh_user, ssh_host, ssh_port, ssh_key_path, created_at, paired_at,
         last_seen_at, revoked_at, forced_restart_at, forced_restart_note FROM devices";
 
 /// Every device, live ones first, by name.
@@ -105,6 +107,23 @@ pub async fn authenticate(pool: &Pool, token_hash: &str) -> Result<Option<Device
     Ok(Some(id))
 }
 
+/// Gives the live device `id` a new token (paired again): the old one is refused from now on.
+pub async fn replace_token(
+    pool: &Pool,
+    id: DeviceId,
+    token_hash: &str,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE devices SET token_hash = ?, paired_at = ? WHERE id = ? AND revoked_at IS NULL",
+    )
+    .bind(token_hash)
+    .bind(now())
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
 pub async fn revoke(pool: &Pool, id: DeviceId) -> Result<bool, sqlx::Error> {
     let r = sqlx::query("UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
         .bind(now())
@@ -114,14 +133,17 @@ pub async fn revoke(pool: &Pool, id: DeviceId) -> Result<bool, sqlx::Error> {
     Ok(r.rows_affected() > 0)
 }
 
-/// Whether the device exists and is not revoked, noting that it was seen.
-pub async fn is_live(pool: &Pool, id: DeviceId) -> Result<bool, sqlx::Error> {
+/// Whether the device still holds the token with this hash and is not revoked, noting that it
+/// was seen.
+pub async fn is_live(pool: &Pool, id: DeviceId, token_hash: &str) -> Result<bool, sqlx::Error> {
     let t = now();
-    let found: Option<Option<i64>> =
-        sqlx::query_scalar("SELECT last_seen_at FROM devices WHERE id = ? AND revoked_at IS NULL")
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
+    let found: Option<Option<i64>> = sqlx::query_scalar(
+        "SELECT last_seen_at FROM devices WHERE id = ? AND token_hash = ? AND revoked_at IS NULL",
+    )
+    .bind(id)
+    .bind(token_hash)
+    .fetch_optional(pool)
+    .await?;
     let Some(last_seen_at) = found else {
         return Ok(false);
     };

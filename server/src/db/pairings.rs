@@ -1,12 +1,14 @@
 //! Pairing codes waiting for their box (migration `pairings`).
 
-use super::{now, Pool};
+use super::{now, DeviceId, Pool};
 
-/// Keeps a new code for the box `name`, replacing one it had; expired codes go.
+/// Keeps a new code for the box `name`, replacing one it had; expired codes go. `device`: the
+/// box exists already and is paired again.
 pub async fn insert(
     pool: &Pool,
     code_hash: &str,
     name: &str,
+    device: Option<DeviceId>,
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
     let t = now();
@@ -17,10 +19,12 @@ pub async fn insert(
         .execute(&mut *tx)
         .await?;
     sqlx::query(
-        "INSERT INTO pairings (code_hash, name, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO pairings (code_hash, name, device_id, created_at, expires_at)
+         VALUES (?, ?, ?, ?, ?)",
     )
     .bind(code_hash)
     .bind(name)
+    .bind(device)
     .bind(t)
     .bind(expires_at)
     .execute(&mut *tx)
@@ -28,12 +32,18 @@ pub async fn insert(
     tx.commit().await
 }
 
-/// Takes the unexpired code with this hash, once: the name of its box.
-pub async fn take(pool: &Pool, code_hash: &str) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("DELETE FROM pairings WHERE code_hash = ? AND expires_at > ? RETURNING name")
-        .bind(code_hash)
-        .bind(now())
-        .fetch_all(pool)
-        .await
-        .map(super::first)
+/// Takes the unexpired code with this hash, once: the name of its box, and the box itself if
+/// it exists already.
+pub async fn take(
+    pool: &Pool,
+    code_hash: &str,
+) -> Result<Option<(String, Option<DeviceId>)>, sqlx::Error> {
+    sqlx::query_as(
+        "DELETE FROM pairings WHERE code_hash = ? AND expires_at > ? RETURNING name, device_id",
+    )
+    .bind(code_hash)
+    .bind(now())
+    .fetch_all(pool)
+    .await
+    .map(super::first)
 }

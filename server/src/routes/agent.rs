@@ -30,7 +30,7 @@ const ENDED_GRACE_SECS: i64 = 300;
 
 /// Server-sent events for one device: every unacknowledged delivery and deleted ticket and
 /// every running session on connect, then each new one as it happens. Ends when the device is
-/// revoked, and as soon as the gate sees the box go (so its pages show it offline at once).
+/// revoked or paired again, and as soon as the gate sees the box go (so its pages show it offline at once).
 #[get("/agent/events")]
 fn events(
     device: Device,
@@ -48,7 +48,7 @@ fn events(
         let mut sent_withdrawals = HashSet::new();
         let mut sent_sessions: HashMap<TicketId, i64> = HashMap::new();
         loop {
-            match devices::is_live(&pool, device.id).await {
+            match devices::is_live(&pool, device.id, &device.token_hash).await {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => tracing::error!("agent stream: {e}"),

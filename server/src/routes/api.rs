@@ -108,7 +108,7 @@ fn parse_lock_code(value: Option<&Value>) -> Result<String> {
 /// hold the last places, refuses once their misses are used up.
 async fn reserve_guess<'l>(
     limiters: &'l Limiters,
-    device: Device,
+    device: &Device,
     client: &ClientAddr,
 ) -> Result<Reservation<'l>> {
     let device_key = format!("device:{}", device.id);
@@ -142,7 +142,8 @@ async fn pair(
     };
     guess.give_back();
     tracing::info!(device = %enrolled.name, "box paired");
-    changes.pages().announce();
+    // NOTE: a box paired again wakes the stream of its old token, which then ends.
+    changes.notify(Some(enrolled.id));
     Ok(Json(PairResponse {
         device: enrolled.name,
         device_token: enrolled.token,
@@ -176,7 +177,7 @@ async fn login(
     let at = login.used_at.unwrap_or(now);
     // NOTE: reserved before the lookup: however many guesses arrive at once, no more are
     // looked up than the limit allows.
-    let guess = reserve_guess(limiters, device, &client).await?;
+    let guess = reserve_guess(limiters, &device, &client).await?;
     let Some(t) = logins.mark_used(&login.lock_code, device.id, at).await? else {
         return Err(Error::NotFoundMessage("unknown or already used PIN".into()));
     };
@@ -210,7 +211,7 @@ async fn ticket(
             "a PIN is exactly four digits, e.g. 0420".into(),
         ));
     }
-    let guess = reserve_guess(limiters, device, &client).await?;
+    let guess = reserve_guess(limiters, &device, &client).await?;
     let now = db::now();
     // NOTE: only a live ticket of this device's profiles answers: ended tickets' PINs would
     // tell which codes are issued, other boxes' PINs would open other rooms.

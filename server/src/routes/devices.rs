@@ -23,7 +23,9 @@ pub fn routes() -> Vec<Route> {
         list,
         create,
         pair_code,
+        pair_again,
         after_pairing,
+        after_pairing_again,
         revoke_page,
         revoke,
         set_delivery
@@ -49,6 +51,9 @@ struct DeviceRow {
     /// The SSH settings are shown open: they were just refused, with what was typed.
     ssh_open: bool,
     created_at: Moment,
+    /// Unix seconds the box got its current token (added, or paired again), for the page
+    /// script that sees a pairing code used.
+    paired: i64,
     last_seen_at: Option<Moment>,
     revoked_at: Option<Moment>,
 }
@@ -73,6 +78,10 @@ struct NewPairing {
     name: String,
     code: String,
     until: Moment,
+    /// Unix seconds the code was made: the box has paired once its token is newer.
+    since: i64,
+    /// The box exists and is paired again.
+    again: bool,
     /// What to run on the box.
     command: String,
 }
@@ -147,6 +156,7 @@ async fn list_view(db: &Db, presence: &Presence, typed: Typed) -> Result<View<Li
             id: d.id,
             name: d.name,
             created_at: Moment::at(d.created_at),
+            paired: d.paired_at.unwrap_or(d.created_at),
             last_seen_at: d.last_seen_at.map(Moment::at),
             revoked_at: d.revoked_at.map(Moment::at),
         })
@@ -244,39 +254,79 @@ pub async fn pair_code(
     db: &Db,
     presence: &State<Presence>,
     server: ServerUrl,
-    mut chrome: Chrome,
+    chrome: Chrome,
 ) -> Result<Added> {
     match enrol::pairing_code(db, &form.0.name).await {
-        Ok(PairingCode {
-            name,
-            code,
-            expires_at,
-        }) => {
-            chrome.flash = Some(crate::views::Flash {
-                kind: "success",
-                message: format!(
-                    "Pairing code for “{name}” made: enter it on the box within {} minutes.",
-                    enrol::PAIRING_MINUTES
-                ),
-            });
-            let mut view = list_view(db, presence, Typed::default()).await?;
-            view.page.pairing = Some(NewPairing {
-                command: format!("kodi-tickets-agent pair {} {code}", server.0),
-                name,
-                code,
-                until: Moment::at(expires_at),
-            });
-            Ok(shown(view, chrome))
-        }
+        Ok(code) => show_pairing(db, presence, server, chrome, code, false).await,
         Err(Error::BadRequest(why) | Error::Conflict(why)) => Ok(not_added(why)),
         Err(e) => Err(e),
     }
+}
+
+/// A code that pairs a box that exists already again, when it lost its token (Kodi's safe
+/// mode, a new SD card): its profiles, tickets and running sessions stay with it, and its
+/// old token is refused once the code is used.
+#[post("/devices/<id>/pair", data = "<_form>")]
+pub async fn pair_again(
+    _admin: Admin,
+    id: DeviceId,
+    _form: CsrfForm<super::PlainForm>,
+    db: &Db,
+    presence: &State<Presence>,
+    server: ServerUrl,
+    chrome: Chrome,
+) -> Result<Added> {
+    let code = enrol::pairing_code_again(db, id).await?;
+    show_pairing(db, presence, server, chrome, code, true).await
+}
+
+/// The Devices page with a pairing code just made, shown once.
+async fn show_pairing(
+    db: &Db,
+    presence: &Presence,
+    server: ServerUrl,
+    mut chrome: Chrome,
+    code: PairingCode,
+    again: bool,
+) -> Result<Added> {
+    let PairingCode {
+        name,
+        code,
+        expires_at,
+    } = code;
+    let mut message = format!(
+        "Pairing code for “{name}” made: enter it on the box within {} minutes.",
+        enrol::PAIRING_MINUTES
+    );
+    if again {
+        message.push_str(" Its profiles and tickets stay; its old token stops working then.");
+    }
+    chrome.flash = Some(crate::views::Flash {
+        kind: "success",
+        message,
+    });
+    let mut view = list_view(db, presence, Typed::default()).await?;
+    view.page.pairing = Some(NewPairing {
+        command: format!("kodi-tickets-agent pair {} {code}", server.0),
+        name,
+        code,
+        until: Moment::at(expires_at),
+        since: expires_at - enrol::PAIRING_MINUTES * 60,
+        again,
+    });
+    Ok(shown(view, chrome))
 }
 
 /// The page that showed a pairing code, read again (a reload, or its live updates): the
 /// Devices page, without the code.
 #[get("/devices/pair")]
 pub fn after_pairing(_admin: Admin) -> Redirect {
+    Redirect::to(uri!(list))
+}
+
+/// The same for a page that showed a code to pair a box again.
+#[get("/devices/<_id>/pair")]
+pub fn after_pairing_again(_admin: Admin, _id: DeviceId) -> Redirect {
     Redirect::to(uri!(list))
 }
 
