@@ -4,6 +4,7 @@ pub mod apply;
 pub mod check;
 pub mod config;
 pub mod core;
+pub mod discover;
 pub mod driver;
 pub mod kodi;
 pub mod pairing;

@@ -12,7 +12,7 @@ use kodi_tickets_agent::config::{Config, DEFAULT_CONFIG, ENV_PREFIX};
 use kodi_tickets_agent::driver::{self, Driver};
 use kodi_tickets_agent::kodi;
 use kodi_tickets_agent::server::ServerClient;
-use kodi_tickets_agent::{check, pairing};
+use kodi_tickets_agent::{check, discover, pairing};
 
 /// Exit code for a configuration the agent cannot run with (sysexits' EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
@@ -39,17 +39,21 @@ enum Command {
     /// the server and this box's token, the Kodi script, the state folder.
     Check,
     /// Pair this box with the server: exchange the code its Devices page shows for the box's
-    /// token, and write both into the config file.
+    /// token, and write both into the config file. Given only the code, it looks for the
+    /// server on the network (the server announces itself).
     Pair {
-        /// The server, e.g. http://192.168.1.10:5000
-        server_url: String,
+        /// The server, e.g. http://192.168.1.10:5000, then the code; or only the code.
+        #[arg(value_name = "SERVER_URL")]
+        server_or_code: String,
         /// The 6-digit code from the Devices page (Pair a box).
-        code: String,
+        code: Option<String>,
         /// A certificate authority (PEM) to trust for a server with an HTTPS certificate of
         /// its own; kept in the config as server_ca_file.
         #[arg(long, value_name = "FILE")]
         ca_file: Option<PathBuf>,
     },
+    /// List the Kodi Tickets servers that answer on this network: address, then name.
+    Discover,
 }
 
 fn config_path(cli: &Cli, env: &HashMap<String, String>) -> Option<PathBuf> {
@@ -66,7 +70,7 @@ fn main() -> ExitCode {
     let command = cli.command.as_ref().unwrap_or(&Command::Run);
     let default_filter = match command {
         Command::Run => "info",
-        Command::Check | Command::Pair { .. } => "error",
+        Command::Check | Command::Pair { .. } | Command::Discover => "error",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -75,24 +79,65 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let env: HashMap<String, String> = std::env::vars().collect();
+    if matches!(command, Command::Discover) {
+        return match discover::servers(discover::LISTEN) {
+            Ok(found) if !found.is_empty() => {
+                for server in found {
+                    println!("{}\t{}", server.url, server.name);
+                }
+                ExitCode::SUCCESS
+            }
+            Ok(_) => {
+                eprintln!("kodi-tickets-agent: no Kodi Tickets server answered on this network");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("kodi-tickets-agent: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Command::Pair {
-        server_url,
+        server_or_code,
         code,
         ca_file,
     } = command
     {
+        let (server_url, code) = match code {
+            Some(code) => (server_or_code.clone(), code.as_str()),
+            None if pairing::looks_like_a_code(server_or_code) => {
+                match discover::the_server(discover::LISTEN) {
+                    Ok(found) => {
+                        eprintln!("found “{}” at {}", found.name, found.url);
+                        (found.url, server_or_code.as_str())
+                    }
+                    Err(e) => {
+                        eprintln!("kodi-tickets-agent: {e:#}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            None => {
+                eprintln!(
+                    "kodi-tickets-agent: give the 6-digit pairing code, after the server's \
+                     address (or alone, to find the server on the network)\n\n\
+                     Usage: kodi-tickets-agent pair [SERVER_URL] <CODE>"
+                );
+                return ExitCode::from(2);
+            }
+        };
         // The config it writes: the one the agent would read.
         let file = config_path(&cli, &env).unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
         let paired = tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|runtime| {
-                runtime.block_on(pairing::pair(server_url, code, ca_file.as_deref(), &file))
+                runtime.block_on(pairing::pair(&server_url, code, ca_file.as_deref(), &file))
             });
         return match paired {
             Ok(name) => {
                 println!(
-                    "paired as “{name}”; the server and token are in {}. Start (or restart) \
-                     the agent: systemctl restart kodi-tickets-agent",
+                    "paired as “{name}” with {server_url}; the server and token are in {}. \
+                     Start (or restart) the agent: systemctl restart kodi-tickets-agent",
                     file.display()
                 );
                 ExitCode::SUCCESS

@@ -47,6 +47,12 @@ pub async fn pair(
     Ok(paired.device)
 }
 
+/// Whether `text` has the shape of a pairing code (6 digits), not of a server's address.
+pub fn looks_like_a_code(text: &str) -> bool {
+    let text = text.trim();
+    text.len() == 6 && text.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// The settings in the TOML file at `path`; none when it does not exist yet.
 fn read_config(path: &Path) -> anyhow::Result<toml::Table> {
     match std::fs::read_to_string(path) {

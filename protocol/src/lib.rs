@@ -8,6 +8,10 @@ pub mod bus;
 pub mod script;
 pub mod times;
 
+/// The DNS-SD service type a server announces itself under on the LAN (mDNS), and the agent
+/// looks for. Its TXT record holds `scheme` (`http` or `https`) and `version`.
+pub const DISCOVERY_SERVICE: &str = "_kodi-tickets._tcp.local.";
+
 /// A profile name as Kodi compares it: case-insensitively, ASCII letters only (its
 /// `StringUtils::EqualsNoCase`), so "ÄRGER" and "ärger" are two profiles. The key that maps
 /// hold profiles under.

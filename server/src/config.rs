@@ -57,6 +57,10 @@ pub struct AppConfig {
     /// get a heartbeat every 15 s).
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: u64,
+    /// Announce the server on the LAN (mDNS), so that boxes find it and only the pairing code
+    /// is typed on them.
+    #[serde(default = "default_announce")]
+    pub announce: bool,
 }
 
 /// How long a client (an agent's box, an open page) may leave data unacknowledged before the
@@ -115,6 +119,9 @@ fn default_request_timeout() -> u64 {
 }
 fn default_idle_timeout() -> u64 {
     60
+}
+fn default_announce() -> bool {
+    true
 }
 
 /// Rocket's figment (defaults, then `Rocket.toml` or the file `ROCKET_CONFIG` names, then

@@ -75,15 +75,37 @@ async fn serve() -> anyhow::Result<()> {
             })
         }));
     let limits = app.gate_limits();
+    let (announced, announcement) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         // NOTE: no port means Rocket failed before liftoff, and its launch returns the error.
         if let Ok((port, tls)) = port.await {
             let scheme = if tls { "https" } else { "http" };
             tracing::info!("Kodi Tickets is listening on {scheme}://{public}");
+            let _ = announced.send(app.announce.then(|| announce(public, tls)).flatten());
             let upstream = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
             gate::run(listener, upstream, peers, limits).await;
         }
     });
     rocket.launch().await?;
+    // Withdrawn from the LAN as the server stops.
+    drop(announcement.await);
     Ok(())
+}
+
+/// Announces the server on the LAN; a LAN without multicast only loses the announcement.
+fn announce(
+    public: std::net::SocketAddr,
+    tls: bool,
+) -> Option<kodi_tickets_server::announce::Announcement> {
+    match kodi_tickets_server::announce::start(public, tls) {
+        Ok(Some(announcement)) => {
+            tracing::info!("announced on the LAN as “{}”", announcement.name());
+            Some(announcement)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!("cannot announce the server on the LAN (mDNS): {e}");
+            None
+        }
+    }
 }

@@ -1,8 +1,8 @@
 """The agent's service add-on (LibreELEC's way to run a daemon) on a real Kodi 20.1.
 
 The zip is built as scripts/package builds it, with this machine's agent as its x86_64 binary,
-and installed into the test Kodi. Its settings get the server's address and a pairing code
-(what the settings dialog saves), the add-on pairs (RunScript(...,pair) through JSON-RPC, as
+and installed into the test Kodi. Its settings get only a pairing code (what the settings
+dialog saves; the server announces itself on the LAN and the agent finds it), the add-on pairs (RunScript(...,pair) through JSON-RPC, as
 its settings button does), then the agent is started the way LibreELEC's unit starts it: its
 start script, with nothing but Kodi's ports (and the test Kodi's stop and start commands,
 which LibreELEC's `systemctl stop kodi` stands for) given. A ticket issued on the server is
@@ -40,7 +40,9 @@ def box(kodi, tmp_path_factory):
     assert built.returncode == 0, built.stderr
     addon = kodi.home / ".kodi" / "addons" / ADDON_ID
     data = kodi.userdata / "addon_data" / ADDON_ID
-    server = Server(tmp, env={"RUST_LOG": "info"})
+    # Listening on every address, the server announces itself on the LAN (mDNS): the box
+    # finds it, and only the pairing code is entered on the TV.
+    server = Server(tmp, env={"RUST_LOG": "info", "ROCKET_ADDRESS": "0.0.0.0"})
     server.start()
     log = open(tmp / "agent.log", "ab")
     state = dict(server=server, addon=addon, data=data, tmp=tmp, agent=None, log=log)
@@ -67,11 +69,11 @@ def test_the_addon_pairs_from_its_settings(box, kodi):
     server, data = box["server"], box["data"]
     code = server.cli("device", "pair-code", "Living room", check=True).stdout.strip()
     assert re.fullmatch(r"\d{6}", code)
-    # What Kodi's settings dialog saves, for the master profile.
+    # What Kodi's settings dialog saves, for the master profile: the code, no address.
     data.mkdir(parents=True, exist_ok=True)
     (data / "settings.xml").write_text(
         '<settings version="2">\n'
-        f'    <setting id="server_url">{server.url}</setting>\n'
+        '    <setting id="server_url" default="true"></setting>\n'
         f'    <setting id="pairing_code">{code}</setting>\n'
         '</settings>\n')
     assert kodi.rpc("Addons.SetAddonEnabled", {"addonid": ADDON_ID, "enabled": True}) == "OK"
@@ -80,7 +82,12 @@ def test_the_addon_pairs_from_its_settings(box, kodi):
     wait_until("the add-on to pair the box", config.is_file, 60)
     text = wait_until("the config to hold the token",
                       lambda: (lambda t: t if "device_token" in t else None)(config.read_text()), 10)
-    assert f'server_url = "{server.url}"' in text
+    found = re.search(r'server_url = "http://([0-9.]+):(\d+)"', text)
+    assert found and int(found.group(2)) == server.port, text
+    # The address found goes into the settings, for the person to see.
+    wait_until("the add-on to keep the server it found",
+               lambda: f"http://{found.group(1)}:{server.port}" in (data / "settings.xml").read_text(),
+               10)
     assert config.stat().st_mode & 0o077 == 0, "the token is the box's secret"
     assert server.value("SELECT name FROM devices") == "Living room"
     wait_until("the add-on to say so in Kodi's log",

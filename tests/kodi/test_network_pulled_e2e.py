@@ -13,13 +13,11 @@ and reports the log-off, and the page is as if nothing had happened.
 Needs root (network namespaces), as ./scripts/test runs; skipped, saying so, otherwise.
 """
 
-import os
-import shutil
-import subprocess
 import time
 
 import pytest
 
+from kt_netns import ServerMachine
 from kt_server import Server
 from test_agent_e2e import (NEW_PASSWORD, Agent, explain, kids_md5, md5,
                             use_ticket_and_wait_for_report, wait_until)
@@ -31,51 +29,9 @@ OFFLINE_SHOWN_WITHIN = 60
 BACK_WITHIN = 90
 
 
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
-
-
-class ServerMachine:
-    """A network namespace with two cables to this machine: `box` (the agent's) and `phone`
-    (the tests'), on addresses of their own."""
-
-    def __init__(self):
-        n = os.getpid() % 10_000
-        self.name = f"kt-server-{n}"
-        self.box_cable = f"ktbox{n}"
-        self.phone_cable = f"ktphone{n}"
-        self.box_address = "10.231.0.2"
-        self.phone_address = "10.231.1.2"
-        ip("netns", "add", self.name)
-        try:
-            for cable, subnet in ((self.box_cable, "10.231.0"), (self.phone_cable, "10.231.1")):
-                ip("link", "add", cable, "type", "veth", "peer", "name", "eth-" + cable,
-                   "netns", self.name)
-                ip("addr", "add", f"{subnet}.1/24", "dev", cable)
-                ip("link", "set", cable, "up")
-                ip("-n", self.name, "addr", "add", f"{subnet}.2/24", "dev", "eth-" + cable)
-                ip("-n", self.name, "link", "set", "eth-" + cable, "up")
-            ip("-n", self.name, "link", "set", "lo", "up")
-        except BaseException:
-            self.remove()
-            raise
-
-    def pull_box_cable(self) -> None:
-        ip("link", "set", self.box_cable, "down")
-
-    def plug_box_cable(self) -> None:
-        ip("link", "set", self.box_cable, "up")
-
-    def remove(self) -> None:
-        # Removing the namespace removes its cable ends, and with them both cables.
-        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def system(kodi, tmp_path_factory):
-    if os.geteuid() != 0 or not shutil.which("ip"):
-        pytest.skip("a network namespace needs root and iproute2 (./scripts/test runs as root)")
-    machine = ServerMachine()
+    machine = ServerMachine.or_skip()
     tmp = tmp_path_factory.mktemp("network-pulled")
     server = Server(tmp, env={"RUST_LOG": "info"}, netns=machine.name,
                     address=machine.phone_address)
