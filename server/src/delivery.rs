@@ -135,7 +135,10 @@ async fn run_end(pool: &db::Pool, config: &AppConfig, end: End) {
     }
 }
 
-/// After the log-off: the profile's next ticket is set on the TV instead, or a secret.
+/// After the log-off: the profile's next ticket's PIN is set on the TV in place of the ended
+/// one, or a secret. Done only once Kodi took it: until then the ended PIN would still open
+/// the profile, so the end is tried again (a run of the next ticket's own delivery that
+/// fails meanwhile shows on its row).
 async fn relock(
     pool: &db::Pool,
     config: &AppConfig,
@@ -145,16 +148,7 @@ async fn relock(
 ) -> (EndOutcome, Option<i32>, String) {
     if let Some(profile) = end.profile_id {
         match ticket_ends::next_ticket(pool, profile).await {
-            Ok(Some(next)) => {
-                return match deliveries::requeue(pool, next).await {
-                    Ok(()) => (
-                        EndOutcome::Done,
-                        None,
-                        format!("logged off; ticket {next}'s PIN is set next"),
-                    ),
-                    Err(e) => (EndOutcome::RetryIn(END_RETRY_SECS), None, e.to_string()),
-                };
-            }
+            Ok(Some(next)) => return set_next(pool, config, end, target, label, next).await,
             Ok(None) => {}
             Err(e) => return (EndOutcome::RetryIn(END_RETRY_SECS), None, e.to_string()),
         }
@@ -170,6 +164,43 @@ async fn relock(
         _ => run.report().message,
     };
     (outcome, run.exit_code, message)
+}
+
+/// Sets the next ticket's PIN as the profile's lock code, recording it as that ticket's
+/// delivery.
+async fn set_next(
+    pool: &db::Pool,
+    config: &AppConfig,
+    end: &End,
+    target: Target<'_>,
+    label: &str,
+    next: ticket_ends::NextTicket,
+) -> (EndOutcome, Option<i32>, String) {
+    let masked = format!("{}:****", end.profile_name);
+    let argument = format!("{}:{}", end.profile_name, next.lock_code);
+    let run = run_script(config, target, &argument, &masked, &next.lock_code).await;
+    let label = format!("{label} delivery={}", next.delivery_id);
+    append_exec_log(&config.exec_log, &run.log_line(&rfc3339(db::now()), &label)).await;
+    let report = run.report();
+    if let Err(e) = deliveries::finish(
+        pool,
+        next.delivery_id,
+        report.outcome,
+        report.exit_code,
+        &report.message,
+    )
+    .await
+    {
+        return (EndOutcome::RetryIn(END_RETRY_SECS), None, e.to_string());
+    }
+    match end_outcome(&run) {
+        EndOutcome::Done => (
+            EndOutcome::Done,
+            run.exit_code,
+            format!("logged off; ticket {}'s PIN is set now", next.ticket_id),
+        ),
+        not_yet => (not_yet, run.exit_code, report.message),
+    }
 }
 
 /// What a run of the script means for an end: usage errors and unknown profiles cannot get

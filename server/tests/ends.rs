@@ -156,6 +156,69 @@ async fn the_next_ticket_takes_over_the_profile_instead_of_a_secret() {
     .await;
 }
 
+/// The next ticket's PIN cannot be set after the log-off (Kodi refused it): the end is not
+/// done, since the ended PIN still opens the profile, and it is tried again until Kodi takes
+/// the next PIN.
+#[rocket::async_test]
+async fn an_end_is_done_only_once_the_next_pin_replaced_the_ended_one() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let kids = s.create_profile("Kids").await;
+    let first = s.create_ticket(kids, 30).await;
+    wait_applied(&s, &first).await;
+    let ticket = s.use_ticket(&first).await;
+    s.set_script_exit(75); // a session runs: the next ticket waits
+    let next = s.create_ticket(kids, 30).await;
+    s.eventually("the next ticket waits", |s| {
+        s.applied().contains(&format!("Kids:{next}"))
+    })
+    .await;
+    s.set_script_exit(0);
+    s.set_pin_exit(Some(1));
+    let before = s.applied().len();
+    s.post_form(&format!("/tickets/{ticket}/end"), &[]).await;
+    s.eventually("the log-off, then the next PIN refused", |s| {
+        runs_after(s, before) == vec!["--log-off Kids".to_owned(), format!("Kids:{next}")]
+    })
+    .await;
+    let mut row = None;
+    for _ in 0..100 {
+        row = end_row(&s, ticket).await;
+        if row.as_ref().is_some_and(|(_, due)| *due > expires_at_now()) {
+            break;
+        }
+        rocket::tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (status, _) = row.expect("an end row");
+    assert_eq!(status, "pending", "not done while the ended PIN opens Kids");
+    assert!(logged_off_at(&s, ticket).await.is_some(), "logged off");
+    let delivery: String =
+        sqlx::query_scalar("SELECT d.status FROM deliveries d JOIN tickets t ON t.id = d.ticket_id WHERE t.lock_code = ?")
+            .bind(&next)
+            .fetch_one(&s.pool())
+            .await
+            .unwrap();
+    assert_eq!(delivery, "failed", "the next ticket's row says so");
+
+    // Kodi takes PINs again: the next try sets it, and the end is done.
+    s.set_pin_exit(None);
+    sqlx::query("UPDATE ticket_ends SET due_at = unixepoch() WHERE ticket_id = ?")
+        .bind(ticket)
+        .execute(&s.pool())
+        .await
+        .unwrap();
+    s.client.rocket().state::<Changes>().unwrap().notify(None);
+    wait_ended(&s, ticket).await;
+    let delivery: String =
+        sqlx::query_scalar("SELECT d.status FROM deliveries d JOIN tickets t ON t.id = d.ticket_id WHERE t.lock_code = ?")
+            .bind(&next)
+            .fetch_one(&s.pool())
+            .await
+            .unwrap();
+    assert_eq!(delivery, "applied");
+    assert_eq!(runs_after(&s, before).last(), Some(&format!("Kids:{next}")));
+}
+
 #[rocket::async_test]
 async fn a_busy_kodi_is_asked_again_until_the_session_has_ended() {
     let s = TestServer::start().await;

@@ -113,21 +113,6 @@ pub async fn ssh_target(
     .await
 }
 
-/// Queues a ticket's delivery to run again now, whatever came of it before (unless it is
-/// running): its PIN is set on the TV again, in place of an ended ticket's.
-pub async fn requeue(pool: &Pool, ticket_id: TicketId) -> Result<(), sqlx::Error> {
-    let t = now();
-    sqlx::query(
-        "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, updated_at = ?1
-         WHERE ticket_id = ?2 AND status <> 'running'",
-    )
-    .bind(t)
-    .bind(ticket_id)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
 /// When the next pending job falls due, if any.
 pub async fn next_due_at(pool: &Pool) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar(

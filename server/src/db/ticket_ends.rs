@@ -2,7 +2,7 @@
 //! triggers of migration `ticket_ends`, drained by the delivery worker.
 
 use super::deliveries::{self, SshTarget};
-use super::{now, Delivery, DeviceId, Pool, ProfileId, TicketId};
+use super::{now, Delivery, DeliveryId, DeviceId, Pool, ProfileId, TicketId};
 
 /// A ticket whose session must end and whose PIN must stop opening its profile.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -91,14 +91,23 @@ pub async fn finish(
     Ok(())
 }
 
+/// A profile's next unused ticket, whose PIN replaces an ended one's.
+#[derive(Debug, sqlx::FromRow)]
+pub struct NextTicket {
+    pub ticket_id: TicketId,
+    pub delivery_id: DeliveryId,
+    pub lock_code: String,
+}
+
 /// The profile's newest unused ticket that the server sets on its TV itself, if any: its PIN
 /// replaces an ended ticket's.
 pub async fn next_ticket(
     pool: &Pool,
     profile_id: ProfileId,
-) -> Result<Option<TicketId>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT t.id FROM tickets t JOIN deliveries d ON d.ticket_id = t.id
+) -> Result<Option<NextTicket>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT t.id AS ticket_id, d.id AS delivery_id, t.lock_code
+         FROM tickets t JOIN deliveries d ON d.ticket_id = t.id
          WHERE t.profile_id = ? AND t.state = 'unused' AND d.method IN ('local', 'ssh')
          ORDER BY t.id DESC LIMIT 1",
     )

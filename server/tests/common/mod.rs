@@ -38,7 +38,7 @@ pub fn figment(dir: &Path) -> Figment {
 }
 
 /// A Kodi script stand-in: appends its arguments to `applied.txt`, exits with the code in
-/// `exit_code` (0 when absent), after sleeping the seconds in `sleep` (none when absent).
+/// `exit_code` (0 when absent; a PIN's run, `pin_exit_code` when present), after sleeping the seconds in `sleep` (none when absent).
 fn write_fake_script(dir: &Path) {
     let path = dir.join("fake-kodi.sh");
     std::fs::write(
@@ -46,6 +46,7 @@ fn write_fake_script(dir: &Path) {
         "#!/bin/sh\nd=$(dirname \"$0\")\n\
          [ -f \"$d/sleep\" ] && sleep \"$(cat \"$d/sleep\")\"\n\
          echo \"$*\" >> \"$d/applied.txt\"\necho \"fake kodi: done\"\n\
+         [ \"$1\" != --log-off ] && [ -f \"$d/pin_exit_code\" ] && exit \"$(cat \"$d/pin_exit_code\")\"\n\
          exit \"$(cat \"$d/exit_code\" 2>/dev/null || echo 0)\"\n",
     )
     .unwrap();
@@ -84,6 +85,15 @@ impl TestServer {
 
     pub fn set_script_exit(&self, code: i32) {
         std::fs::write(self.path("exit_code"), code.to_string()).unwrap();
+    }
+
+    /// The exit code of the script's runs that set a PIN (not its log-offs), overriding
+    /// `set_script_exit`'s; `None` for the same as those.
+    pub fn set_pin_exit(&self, code: Option<i32>) {
+        match code {
+            Some(code) => std::fs::write(self.path("pin_exit_code"), code.to_string()).unwrap(),
+            None => std::fs::remove_file(self.path("pin_exit_code")).unwrap(),
+        }
     }
 
     pub fn applied(&self) -> Vec<String> {
