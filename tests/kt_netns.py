@@ -37,6 +37,8 @@ class ServerMachine:
         self.phone_cable = f"ktphone{n}"
         self.box_address = "10.231.0.2"
         self.phone_address = "10.231.1.2"
+        # Left over by a run that was killed: gone first, or the names and addresses clash.
+        self.remove()
         ip("netns", "add", self.name)
         try:
             for cable, subnet in ((self.box_cable, "10.231.0"), (self.phone_cable, "10.231.1")):
@@ -58,5 +60,9 @@ class ServerMachine:
         ip("link", "set", self.box_cable, "up")
 
     def remove(self) -> None:
-        # Removing the namespace removes its cable ends, and with them both cables.
+        # NOTE: the kernel takes a namespace's own devices down later, in the background: the
+        # cables are removed here first (one end takes the other with it), so that the next
+        # machine can have their names and addresses at once.
+        for cable in (self.box_cable, self.phone_cable):
+            subprocess.run(["ip", "link", "del", cable], capture_output=True)
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
