@@ -15,7 +15,7 @@ use crate::config::AppConfig;
 use crate::db::deliveries::{self, Job, SshTarget};
 use crate::db::ticket_ends::{self, End, EndOutcome};
 use crate::db::tickets;
-use crate::db::{self, Db, Delivery};
+use crate::db::{self, Db, Delivery, DeliveryId};
 use crate::presence::Changes;
 use crate::views::rfc3339;
 
@@ -82,24 +82,34 @@ async fn run_worker(pool: db::Pool, config: AppConfig, changes: Changes) {
 }
 
 async fn run_job(pool: &db::Pool, config: &AppConfig, job: Job) {
-    let masked = format!("{}:****", job.profile_name);
-    let argument = format!("{}:{}", job.profile_name, job.lock_code);
     let target = Target::of(job.method, job.ssh.as_ref());
-    let run = run_script(config, target, &argument, &masked, &job.lock_code).await;
-    let report = run.report();
     let label = format!("ticket={} delivery={}", job.ticket_id, job.id);
-    append_exec_log(&config.exec_log, &run.log_line(&rfc3339(db::now()), &label)).await;
-    if let Err(e) = deliveries::finish(
-        pool,
-        job.id,
-        report.outcome,
-        report.exit_code,
-        &report.message,
-    )
-    .await
-    {
+    let run = set_lock_code(config, target, &job.profile_name, &job.lock_code, &label).await;
+    if let Err(e) = record_delivery(pool, job.id, &run).await {
         tracing::error!("cannot record delivery {}: {e}", job.id);
     }
+}
+
+/// Runs the Kodi script to make `code` the lock code of `profile` (the code masked in the
+/// execution log, where the run is written under `label`).
+async fn set_lock_code(
+    config: &AppConfig,
+    target: Target<'_>,
+    profile: &str,
+    code: &str,
+    label: &str,
+) -> Run {
+    let masked = format!("{profile}:****");
+    let argument = format!("{profile}:{code}");
+    let run = run_script(config, target, &argument, &masked, code).await;
+    append_exec_log(&config.exec_log, &run.log_line(&rfc3339(db::now()), label)).await;
+    run
+}
+
+/// Records what a run of the script came to as the outcome of delivery `id`.
+async fn record_delivery(pool: &db::Pool, id: DeliveryId, run: &Run) -> Result<(), sqlx::Error> {
+    let report = run.report();
+    deliveries::finish(pool, id, report.outcome, report.exit_code, &report.message).await
 }
 
 /// How soon an end that Kodi could not take yet (busy, unreachable) is tried again.
@@ -154,10 +164,7 @@ async fn relock(
         }
     }
     let secret = format!("{:04}", rand::thread_rng().gen_range(0..10_000));
-    let masked = format!("{}:****", end.profile_name);
-    let argument = format!("{}:{secret}", end.profile_name);
-    let run = run_script(config, target, &argument, &masked, &secret).await;
-    append_exec_log(&config.exec_log, &run.log_line(&rfc3339(db::now()), label)).await;
+    let run = set_lock_code(config, target, &end.profile_name, &secret, label).await;
     let outcome = end_outcome(&run);
     let message = match outcome {
         EndOutcome::Done => "logged off; the profile has a new secret lock code".to_owned(),
@@ -176,21 +183,9 @@ async fn set_next(
     label: &str,
     next: ticket_ends::NextTicket,
 ) -> (EndOutcome, Option<i32>, String) {
-    let masked = format!("{}:****", end.profile_name);
-    let argument = format!("{}:{}", end.profile_name, next.lock_code);
-    let run = run_script(config, target, &argument, &masked, &next.lock_code).await;
     let label = format!("{label} delivery={}", next.delivery_id);
-    append_exec_log(&config.exec_log, &run.log_line(&rfc3339(db::now()), &label)).await;
-    let report = run.report();
-    if let Err(e) = deliveries::finish(
-        pool,
-        next.delivery_id,
-        report.outcome,
-        report.exit_code,
-        &report.message,
-    )
-    .await
-    {
+    let run = set_lock_code(config, target, &end.profile_name, &next.lock_code, &label).await;
+    if let Err(e) = record_delivery(pool, next.delivery_id, &run).await {
         return (EndOutcome::RetryIn(END_RETRY_SECS), None, e.to_string());
     }
     match end_outcome(&run) {
@@ -199,7 +194,7 @@ async fn set_next(
             run.exit_code,
             format!("logged off; ticket {}'s PIN is set now", next.ticket_id),
         ),
-        not_yet => (not_yet, run.exit_code, report.message),
+        not_yet => (not_yet, run.exit_code, run.report().message),
     }
 }
 

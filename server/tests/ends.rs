@@ -132,8 +132,9 @@ async fn deleting_an_armed_or_running_ticket_relocks_at_once() {
     }
 }
 
-#[rocket::async_test]
-async fn the_next_ticket_takes_over_the_profile_instead_of_a_secret() {
+/// "Kids" on the server's own machine, its ticket in use and the next one waiting for the
+/// session to end; Kodi takes PINs again: (the server, the running ticket, the next PIN).
+async fn running_with_the_next_waiting() -> (TestServer, i64, String) {
     let s = TestServer::start().await;
     s.login_admin().await;
     let kids = s.create_profile("Kids").await;
@@ -147,6 +148,12 @@ async fn the_next_ticket_takes_over_the_profile_instead_of_a_secret() {
     })
     .await;
     s.set_script_exit(0);
+    (s, ticket, next)
+}
+
+#[rocket::async_test]
+async fn the_next_ticket_takes_over_the_profile_instead_of_a_secret() {
+    let (s, ticket, next) = running_with_the_next_waiting().await;
     let before = s.applied().len();
     s.post_form(&format!("/tickets/{ticket}/end"), &[]).await;
     wait_ended(&s, ticket).await;
@@ -161,19 +168,7 @@ async fn the_next_ticket_takes_over_the_profile_instead_of_a_secret() {
 /// the next PIN.
 #[rocket::async_test]
 async fn an_end_is_done_only_once_the_next_pin_replaced_the_ended_one() {
-    let s = TestServer::start().await;
-    s.login_admin().await;
-    let kids = s.create_profile("Kids").await;
-    let first = s.create_ticket(kids, 30).await;
-    wait_applied(&s, &first).await;
-    let ticket = s.use_ticket(&first).await;
-    s.set_script_exit(75); // a session runs: the next ticket waits
-    let next = s.create_ticket(kids, 30).await;
-    s.eventually("the next ticket waits", |s| {
-        s.applied().contains(&format!("Kids:{next}"))
-    })
-    .await;
-    s.set_script_exit(0);
+    let (s, ticket, next) = running_with_the_next_waiting().await;
     s.set_pin_exit(Some(1));
     let before = s.applied().len();
     s.post_form(&format!("/tickets/{ticket}/end"), &[]).await;
