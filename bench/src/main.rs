@@ -14,7 +14,7 @@ mod seed;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,7 +36,7 @@ const PAGE_LIVE: usize = 10;
 const LOGIN_FIRST_PIN: u32 = 200;
 
 /// The order of the figures in the table and the JSON, whatever order they ran in.
-const REPORT_ORDER: [&str; 17] = [
+const REPORT_ORDER: [&str; 18] = [
     "api_ticket_vs_healthz_throughput",
     "api_ticket_p99_ms",
     "api_login_per_s",
@@ -52,6 +52,7 @@ const REPORT_ORDER: [&str; 17] = [
     "agents_1000_errors",
     "server_rss_idle_mib",
     "server_rss_load_mib",
+    "server_rss_after_vs_idle",
     "agent_rss_idle_mib",
     "cold_start_ms",
 ];
@@ -166,6 +167,9 @@ struct Scale {
     logins_per_sec: f64,
     idle_samples: usize,
     settle: Duration,
+    /// Time the server is left alone after the loads before its memory is read again: more
+    /// than one period of its sweeper, which hands freed memory back (`server/src/memory.rs`).
+    rest: Duration,
     arm_timeout: Duration,
     /// Tickets for the simulated agents not issued within this are errors.
     issue_budget: Duration,
@@ -190,6 +194,7 @@ impl Scale {
             logins_per_sec: 4.0,
             idle_samples: 3,
             settle: Duration::from_secs(2),
+            rest: Duration::from_secs(20),
             arm_timeout: Duration::from_secs(30),
             issue_budget: Duration::from_secs(80),
         }
@@ -213,6 +218,7 @@ impl Scale {
             logins_per_sec: 4.0,
             idle_samples: 1,
             settle: Duration::from_millis(300),
+            rest: Duration::from_millis(300),
             arm_timeout: Duration::from_secs(20),
             issue_budget: Duration::from_secs(20),
         }
@@ -344,21 +350,50 @@ fn quantiles_ms(mut values: Vec<f64>) -> (f64, f64, f64) {
     )
 }
 
-/// Samples a process's VmRSS every 100 ms until stopped; the peak in MiB.
-fn rss_sampler(pid: u32) -> (Arc<AtomicBool>, tokio::task::JoinHandle<f64>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let task = tokio::spawn(async move {
-        let mut peak = 0.0f64;
-        while !flag.load(Ordering::Relaxed) {
-            if let Some((rss, _)) = procs::memory_mib(pid) {
-                peak = peak.max(rss);
+/// Samples a process's VmRSS every 100 ms while the loads run: the peak of each part and of all.
+struct RssWatch {
+    pid: u32,
+    /// The peak since the last [`RssWatch::part_peak`], in KiB.
+    part: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<f64>,
+}
+
+impl RssWatch {
+    fn start(pid: u32) -> RssWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let part = Arc::new(AtomicU64::new(0));
+        let (flag, part_peak) = (stop.clone(), part.clone());
+        let task = tokio::spawn(async move {
+            let mut peak = 0.0f64;
+            while !flag.load(Ordering::Relaxed) {
+                if let Some((rss, _)) = procs::memory_mib(pid) {
+                    peak = peak.max(rss);
+                    part_peak.fetch_max((rss * 1024.0) as u64, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            peak
+        });
+        RssWatch {
+            pid,
+            part,
+            stop,
+            task,
         }
-        peak
-    });
-    (stop, task)
+    }
+
+    /// The peak since the last call and the RSS now, in MiB: where the memory of one part went.
+    fn part_peak(&self) -> Value {
+        let now = procs::memory_mib(self.pid).map_or(f64::NAN, |m| m.0);
+        let peak = self.part.swap(0, Ordering::Relaxed) as f64 / 1024.0;
+        json!({"peak_mib": report::finite(peak.max(now)), "after_mib": report::finite(now)})
+    }
+
+    async fn finish(self) -> anyhow::Result<f64> {
+        self.stop.store(true, Ordering::Relaxed);
+        Ok(self.task.await?)
+    }
 }
 
 async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
@@ -480,7 +515,13 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
         "server_rss_load_mib",
         "server RSS under the load above (peak VmRSS)",
         "MiB",
-        Target::Below(150.0),
+        Target::Below(60.0),
+    );
+    let mut f_rss_after = Figure::new(
+        "server_rss_after_vs_idle",
+        "server RSS idle after the load, as a ratio of idle before it",
+        "×",
+        Target::AtMost(1.5),
     );
     let mut f_agent_rss = Figure::new(
         "agent_rss_idle_mib",
@@ -500,12 +541,16 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
         if let Some((rss, _)) = procs::memory_mib(server.pid()) {
             f_rss_idle.rounds.push(rss);
         }
+        if let Some((anon, file)) = procs::memory_split_mib(server.pid()) {
+            f_rss_idle.detail("anon_mib", report::finite(anon));
+            f_rss_idle.detail("file_mib", report::finite(file));
+        }
         if let Some((rss, _)) = procs::memory_mib(agent.pid()) {
             f_agent_rss.rounds.push(rss);
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let (sampling, sampler) = rss_sampler(server.pid());
+    let watch = RssWatch::start(server.pid());
 
     let pins: Arc<Vec<String>> = Arc::new((0..API_PINS).map(|c| format!("{c:04}")).collect());
     let mut browser = Browser::open(&base, load::client()).await?;
@@ -529,39 +574,44 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
         sim_profiles,
     };
     let mut figures = Vec::new();
-    if o.wants("api") {
-        figures.extend(parts::api::reads(&bench).await?);
-    }
-    if o.wants("stall") {
-        figures.extend(parts::api::beside_admin_logins(&bench).await?);
-    }
-    if o.wants("login") {
-        figures.extend(parts::logins::pin_logins(&bench).await?);
-    }
-    if o.wants("page") {
-        figures.extend(parts::pages::profile_page(&bench).await?);
-    }
-    if o.wants("create") {
-        figures.extend(parts::pages::creations(&bench).await?);
-    }
-    if o.wants("push") {
-        figures.extend(parts::agents::ticket_to_agent(&bench).await?);
-    }
-    if o.wants("live") {
-        figures.extend(parts::live::pin_used_to_page(&bench).await?);
-    }
-    if o.wants("fleet") {
-        figures.extend(parts::agents::fleet(&bench).await?);
+    let mut rss_by_part = Map::new();
+    for part in PARTS.into_iter().filter(|p| *p != "cold" && o.wants(p)) {
+        figures.extend(match part {
+            "api" => parts::api::reads(&bench).await?,
+            "stall" => parts::api::beside_admin_logins(&bench).await?,
+            "login" => parts::logins::pin_logins(&bench).await?,
+            "page" => parts::pages::profile_page(&bench).await?,
+            "create" => parts::pages::creations(&bench).await?,
+            "push" => parts::agents::ticket_to_agent(&bench).await?,
+            "live" => parts::live::pin_used_to_page(&bench).await?,
+            "fleet" => parts::agents::fleet(&bench).await?,
+            other => unreachable!("part {other} has no run"),
+        });
+        rss_by_part.insert(part.into(), watch.part_peak());
     }
     let Bench { scale, db, .. } = bench;
-    // ---- Memory after the load.
+    // ---- Memory after the load, once it has gone and the server has been left alone.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    sampling.store(true, Ordering::Relaxed);
-    let peak = sampler.await?;
+    let peak = watch.finish().await?;
     let hwm = procs::memory_mib(server.pid()).map_or(f64::NAN, |m| m.1);
     f_rss_load.rounds.push(peak.max(hwm));
     f_rss_load.detail("sampled_peak_mib", report::finite(peak));
     f_rss_load.detail("vmhwm_mib", report::finite(hwm));
+    f_rss_load.detail("by_part", Value::Object(rss_by_part));
+    phase("the server left alone after the load");
+    tokio::time::sleep(scale.rest).await;
+    let idle_before = load::median(&f_rss_idle.rounds);
+    for _ in 0..scale.idle_samples {
+        if let Some((rss, _)) = procs::memory_mib(server.pid()) {
+            f_rss_after.rounds.push(rss / idle_before);
+            f_rss_after.detail("rss_mib", report::finite(rss));
+        }
+        if let Some((anon, file)) = procs::memory_split_mib(server.pid()) {
+            f_rss_after.detail("anon_mib", report::finite(anon));
+            f_rss_after.detail("file_mib", report::finite(file));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     if let Some((rss, hwm)) = procs::memory_mib(agent.pid()) {
         f_agent_rss.detail("after_run_mib", report::finite(rss));
         f_agent_rss.detail("vmhwm_mib", report::finite(hwm));
@@ -584,7 +634,7 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
     f_cold.detail("db_mib", report::finite(db_size as f64 / 1048576.0));
 
     // ---- The report.
-    figures.extend([f_rss_idle, f_rss_load, f_agent_rss, f_cold]);
+    figures.extend([f_rss_idle, f_rss_load, f_rss_after, f_agent_rss, f_cold]);
     figures.sort_by_key(|f| REPORT_ORDER.iter().position(|key| *key == f.key));
     if o.only.is_some() {
         figures.retain(|f| !f.rounds.is_empty());

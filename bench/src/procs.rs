@@ -217,11 +217,18 @@ pub fn start_agent(paths: &Paths, server_url: &str, token: &str) -> anyhow::Resu
 
 /// Resident memory of a process now and at its peak (VmRSS, VmHWM), in MiB.
 pub fn memory_mib(pid: u32) -> Option<(f64, f64)> {
+    Some((status_mib(pid, "VmRSS:")?, status_mib(pid, "VmHWM:")?))
+}
+
+/// Of the resident memory now: the process's own (RssAnon) and the pages of its files
+/// (RssFile: the binary's code, shared with every process that runs it), in MiB.
+pub fn memory_split_mib(pid: u32) -> Option<(f64, f64)> {
+    Some((status_mib(pid, "RssAnon:")?, status_mib(pid, "RssFile:")?))
+}
+
+fn status_mib(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| -> Option<f64> {
-        let line = status.lines().find(|l| l.starts_with(name))?;
-        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib / 1024.0)
-    };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 /// Every figure of the benchmark, as keyed in `bench/results/*.json`.
-const FIGURES: [&str; 17] = [
+const FIGURES: [&str; 18] = [
     "api_ticket_vs_healthz_throughput",
     "api_ticket_p99_ms",
     "api_login_per_s",
@@ -22,6 +22,7 @@ const FIGURES: [&str; 17] = [
     "agents_1000_errors",
     "server_rss_idle_mib",
     "server_rss_load_mib",
+    "server_rss_after_vs_idle",
     "agent_rss_idle_mib",
     "cold_start_ms",
 ];

@@ -12,6 +12,7 @@ pub mod gate;
 pub mod headers;
 pub mod live;
 pub mod logins;
+pub mod memory;
 pub mod origin;
 pub mod password;
 pub mod presence;

@@ -48,6 +48,7 @@ async fn serve() -> anyhow::Result<()> {
     use rocket::fairing::AdHoc;
 
     kodi_tickets_server::process::raise_open_files_limit();
+    kodi_tickets_server::memory::return_large_blocks();
     let rocket = kodi_tickets_server::rocket()?;
     let public: rocket::Config = rocket.figment().extract()?;
     let app: AppConfig = rocket.figment().extract()?;

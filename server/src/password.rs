@@ -1,6 +1,8 @@
 //! Admin password hashing with argon2id, off the async runtime.
 
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use argon2::password_hash::{
     self, rand_core::OsRng, Output, ParamsString, PasswordHash, Salt, SaltString,
@@ -80,13 +82,21 @@ fn verify_in(memory: &mut Memory, password: &str, stored: &str) -> bool {
 
 type Job = Box<dyn FnOnce(&mut Memory) + Send>;
 
+/// How long the argon2 buffer is kept after the last hash: a burst of logins reuses it.
+const KEEP_MEMORY: Duration = if cfg!(test) {
+    Duration::from_millis(50)
+} else {
+    Duration::from_secs(10)
+};
+
 /// Runs argon2 work on the one thread kept for it, off the async runtime.
 ///
 /// NOTE: argon2id as configured works in 19 MiB. Allocated for each hash on tokio's blocking
 /// pool, glibc kept those pages after the first few frees (its mmap threshold rises to the
 /// size freed): a dozen admin logins grew the server from 12 to over 100 MiB, and a burst of
-/// logins took 19 MiB each at once. One thread with one reused buffer holds 19 MiB once
-/// argon2 has run, and leaves the other cores to the API.
+/// logins took 19 MiB each at once. One thread with one reused buffer holds 19 MiB while
+/// logins come, leaves the other cores to the API, and lets the buffer go once logins stop
+/// (the sweeper then hands its pages back to the kernel, see `memory`).
 async fn on_argon2_thread<T: Send + 'static>(
     work: impl FnOnce(&mut Memory) -> T + Send + 'static,
 ) -> Result<T> {
@@ -97,7 +107,16 @@ async fn on_argon2_thread<T: Send + 'static>(
             .name("argon2".into())
             .spawn(move || {
                 let mut memory = Memory::new();
-                for job in rx {
+                loop {
+                    let next = match rx.recv_timeout(KEEP_MEMORY) {
+                        Ok(job) => Ok(job),
+                        Err(RecvTimeoutError::Timeout) => {
+                            memory = Memory::new();
+                            rx.recv()
+                        }
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    };
+                    let Ok(job) = next else { return };
                     // A panicking job must not take the thread (and every later login) along.
                     let run = std::panic::AssertUnwindSafe(|| job(&mut memory));
                     let _ = std::panic::catch_unwind(run);
@@ -177,6 +196,15 @@ mod tests {
         let h = hash("correct horse".into()).await.unwrap();
         assert!(h.starts_with("$argon2id$"));
         assert!(verify("correct horse".into(), Some(h.clone())).await);
+        assert!(!verify("wrong horse".into(), Some(h)).await);
+    }
+
+    #[tokio::test]
+    async fn passwords_verify_again_after_the_idle_argon2_thread_let_its_memory_go() {
+        let h = hash("correct horse".into()).await.unwrap();
+        tokio::time::sleep(KEEP_MEMORY * 3).await;
+        assert!(verify("correct horse".into(), Some(h.clone())).await);
+        tokio::time::sleep(KEEP_MEMORY * 3).await;
         assert!(!verify("wrong horse".into(), Some(h)).await);
     }
 

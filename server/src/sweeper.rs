@@ -1,5 +1,6 @@
-//! Marks running tickets expired when their time is up, so their PINs become free again, and
-//! deletes admin sessions past their lifetimes.
+//! Marks running tickets expired when their time is up, so their PINs become free again,
+//! deletes admin sessions past their lifetimes, and hands memory a burst left behind back to
+//! the kernel.
 
 use std::time::Duration;
 
@@ -46,5 +47,6 @@ async fn sweep_forever(pool: db::Pool, lifetimes: Lifetimes) {
             Ok(n) => tracing::info!("{n} expired admin session(s) deleted"),
             Err(e) => tracing::error!("cannot delete expired sessions: {e}"),
         }
+        crate::memory::give_back();
     }
 }
