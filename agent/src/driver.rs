@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use kodi_tickets_protocol::bus::{FromAddon, Request, ToAddon, AGENT_SENDER};
+use kodi_tickets_protocol::bus::{FromAddon, Request, ToAddon, ADDON_SENDER, AGENT_SENDER};
 use kodi_tickets_protocol::{AgentEvent, AgentStatus, LoggedOff, LoginRequest};
 use rand::Rng;
 use tokio::sync::mpsc;
@@ -223,6 +223,17 @@ impl Driver {
                 None
             }
             Action::CloseAddonDialogs => {
+                // NOTE: without the add-on in the loaded profile no dialog of ours can be
+                // open, and no answer can come: waiting out the timeout would only delay
+                // every log-off on a box without it.
+                let enabled = match self.rpc().await {
+                    Ok(kodi) => kodi.addon_enabled(ADDON_SENDER).await,
+                    Err(e) => Err(e),
+                };
+                if matches!(enabled, Ok(false)) {
+                    tracing::debug!("the add-on is not enabled here: no dialogs to close");
+                    return None;
+                }
                 let request_id = format!("{:016x}", rand::thread_rng().gen::<u64>());
                 let closing = ToAddon::Closing(Request {
                     request_id: request_id.clone(),
