@@ -7,10 +7,10 @@
 //! on purpose: nothing else may touch Kodi meanwhile.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use kodi_tickets_protocol::bus::{FromAddon, Request, ToAddon, AGENT_SENDER};
+use kodi_tickets_protocol::bus::{FromAddon, Request, ToAddon, ADDON_SENDER, AGENT_SENDER};
 use kodi_tickets_protocol::{AgentEvent, AgentStatus, LoggedOff, LoginRequest};
 use rand::Rng;
 use tokio::sync::mpsc;
@@ -30,6 +30,9 @@ use crate::state::State;
 const STATUS_EVERY: Duration = Duration::from_secs(60);
 /// How long the add-on may take to close its dialogs (it answers within ~0.2 s).
 const CLOSE_DIALOGS_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long after a whole second of the wall clock the tick comes, so that [`now`] reads
+/// the new second whatever the timer's rounding.
+const TICK_AFTER_SECOND: Duration = Duration::from_millis(5);
 
 /// The clock the core is given: Unix seconds.
 pub use kodi_tickets_protocol::times::now;
@@ -78,7 +81,11 @@ impl Driver {
         mut kodi: mpsc::Receiver<Observation>,
         mut addon: mpsc::Receiver<FromAddon>,
     ) -> std::io::Result<()> {
-        let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        // NOTE: the core's time is whole Unix seconds and a session ends at a whole second:
+        // ticking just after each one acts on an end as it comes, where a free-running
+        // second would act up to a second late.
+        let tick = tokio::time::sleep(until_next_second(SystemTime::now()));
+        tokio::pin!(tick);
         let mut status = tokio::time::interval(STATUS_EVERY);
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -87,7 +94,11 @@ impl Driver {
                 Some(event) = server_events.recv() => Event::Server(event),
                 Some(observation) = kodi.recv() => Event::Kodi(observation),
                 Some(request) = addon.recv() => Event::Addon(request),
-                _ = ticks.tick() => Event::Tick,
+                () = &mut tick => {
+                    let next = until_next_second(SystemTime::now());
+                    tick.as_mut().reset(tokio::time::Instant::now() + next);
+                    Event::Tick
+                }
                 _ = status.tick() => {
                     self.send_status().await;
                     continue;
@@ -212,6 +223,17 @@ impl Driver {
                 None
             }
             Action::CloseAddonDialogs => {
+                // NOTE: without the add-on in the loaded profile no dialog of ours can be
+                // open, and no answer can come: waiting out the timeout would only delay
+                // every log-off on a box without it.
+                let enabled = match self.rpc().await {
+                    Ok(kodi) => kodi.addon_enabled(ADDON_SENDER).await,
+                    Err(e) => Err(e),
+                };
+                if matches!(enabled, Ok(false)) {
+                    tracing::debug!("the add-on is not enabled here: no dialogs to close");
+                    return None;
+                }
                 let request_id = format!("{:016x}", rand::thread_rng().gen::<u64>());
                 let closing = ToAddon::Closing(Request {
                     request_id: request_id.clone(),
@@ -358,6 +380,12 @@ fn failure(error: &ServerError) -> ServerFailure {
     }
 }
 
+/// The wait from `now` until just after the next whole second.
+fn until_next_second(now: SystemTime) -> Duration {
+    let into = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    Duration::from_secs(1) - Duration::from_nanos(into.subsec_nanos().into()) + TICK_AFTER_SECOND
+}
+
 /// Waits for the add-on's `closed` answering `request_id`, at most `timeout`; other
 /// requests heard meanwhile are kept in `deferred`.
 async fn wait_for_closed(
@@ -435,6 +463,15 @@ mod tests {
         FromAddon::Ping(Request {
             request_id: request_id.into(),
         })
+    }
+
+    #[test]
+    fn ticks_come_just_after_each_whole_second() {
+        let at = |ms| UNIX_EPOCH + Duration::from_millis(ms);
+        let after = |ms| Duration::from_millis(ms) + TICK_AFTER_SECOND;
+        assert_eq!(until_next_second(at(1_796_400_000_250)), after(750));
+        assert_eq!(until_next_second(at(1_796_400_000_999)), after(1));
+        assert_eq!(until_next_second(at(1_796_400_001_000)), after(1000));
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,6 +6,7 @@
 //! `--smoke` for a tiny run of every figure in seconds (used by `tests/smoke.rs`).
 
 mod admin;
+mod kodi;
 mod load;
 mod parts;
 mod procs;
@@ -34,6 +35,8 @@ const API_PINS: u32 = 100;
 const PAGE_LIVE: usize = 10;
 /// Fresh PINs for `POST /api/login` start here (after the two sets above).
 const LOGIN_FIRST_PIN: u32 = 200;
+/// Rounds of each real-Kodi figure unless `--rounds` says otherwise.
+const KODI_ROUNDS: usize = 5;
 
 /// The order of the figures in the table and the JSON, whatever order they ran in.
 const REPORT_ORDER: [&str; 18] = [
@@ -69,10 +72,12 @@ usage: kodi-tickets-bench [--smoke] [--out FILE] [--rounds N] [--no-build]
                 the binaries to start (default: next to this one, e.g. target/release/)
   --keep        keep the temporary folder (database, server and agent logs)
   --only LIST   run only these parts (comma-separated): api, stall, login, page, create,
-                push, live, fleet, cold (memory is always measured)";
+                push, live, fleet, cold, kodi (memory is always measured)
+  kodi: the loop on a real Kodi 20.1 under Xvfb (bench/kodi_loop.py), 5 rounds unless
+  --rounds; skipped where Kodi or Xvfb is missing, and in --smoke";
 
-const PARTS: [&str; 9] = [
-    "api", "stall", "login", "page", "create", "push", "live", "fleet", "cold",
+const PARTS: [&str; 10] = [
+    "api", "stall", "login", "page", "create", "push", "live", "fleet", "cold", "kodi",
 ];
 
 struct Options {
@@ -636,6 +641,13 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
     // ---- The report.
     figures.extend([f_rss_idle, f_rss_load, f_rss_after, f_agent_rss, f_cold]);
     figures.sort_by_key(|f| REPORT_ORDER.iter().position(|key| *key == f.key));
+    // ---- The real Kodi, last: it starts servers of its own.
+    if o.wants("kodi") && o.smoke {
+        phase("real Kodi: skipped in --smoke (minutes, and it needs Kodi)");
+    } else if o.wants("kodi") {
+        phase("real Kodi (bench/kodi_loop.py)");
+        figures.extend(kodi::figures(&paths, o.rounds.unwrap_or(KODI_ROUNDS))?);
+    }
     if o.only.is_some() {
         figures.retain(|f| !f.rounds.is_empty());
     }

@@ -8,8 +8,8 @@ use jsonrpsee::ws_client::{RpcService, RpcServiceBuilder, WsClient, WsClientBuil
 use kodi_tickets_protocol::same_profile;
 
 use super::rpc::{
-    ApplicationClient, GuiClient, JsonRpcClient, Password, ProfileDetail, ProfilesClient,
-    SettingsClient,
+    AddonsClient, ApplicationClient, GuiClient, JsonRpcClient, Password, ProfileDetail,
+    ProfilesClient, SettingsClient,
 };
 use super::{log_off, KodiError, SessionState};
 
@@ -104,6 +104,19 @@ impl Kodi {
             method: "Settings.GetSettingValue",
             detail: format!("services.esenabled is {}", setting.value),
         })
+    }
+
+    /// Whether the add-on `id` is installed and enabled in the loaded profile.
+    pub async fn addon_enabled(&self, id: &str) -> Result<bool, KodiError> {
+        const GET_ADDON: &str = "Addons.GetAddonDetails";
+        match self.client.get_addon_details(id, &["enabled"]).await {
+            Ok(details) => Ok(details.addon.enabled),
+            Err(error) => match rpc_error(GET_ADDON)(error) {
+                // Kodi's answer for an add-on it does not have.
+                KodiError::Rpc { code: -32602, .. } => Ok(false),
+                other => Err(other),
+            },
+        }
     }
 
     /// Whether the master profile has a lock. Without one Kodi enforces no profile lock at
@@ -445,6 +458,27 @@ mod tests {
         kodi.load_profile_md5("Master user", crate::kodi::fake::MASTER_MD5)
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn addon_enabled_reads_the_loaded_profiles_addon_details() {
+        let fake = FakeKodi::start().await;
+        let kodi = Kodi::connect(&fake.addr()).await.unwrap();
+        assert!(
+            !kodi.addon_enabled("service.kodi-tickets").await.unwrap(),
+            "not installed"
+        );
+        fake.set(|s| s.addon_enabled = Some(false));
+        assert!(
+            !kodi.addon_enabled("service.kodi-tickets").await.unwrap(),
+            "disabled"
+        );
+        fake.set(|s| s.addon_enabled = Some(true));
+        assert!(kodi.addon_enabled("service.kodi-tickets").await.unwrap());
+        assert!(fake.calls().contains(&(
+            "Addons.GetAddonDetails".into(),
+            json!({"addonid": "service.kodi-tickets", "properties": ["enabled"]})
+        )));
     }
 
     #[tokio::test]

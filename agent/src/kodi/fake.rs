@@ -42,6 +42,8 @@ pub struct FakeState {
     pub omit_current_window: bool,
     pub master_lockmode: i64,
     pub version: Value,
+    /// The add-on `service.kodi-tickets`: `None` not installed, else whether it is enabled.
+    pub addon_enabled: Option<bool>,
     /// Every call received: method and params (`null` when none were sent).
     pub calls: Vec<(String, Value)>,
 }
@@ -53,6 +55,7 @@ impl Default for FakeState {
             window: LOGIN_SCREEN,
             omit_current_window: false,
             master_lockmode: 1,
+            addon_enabled: None,
             version: json!({"major": 20, "minor": 1, "revision": "20230312-nogitfound", "tag": "stable"}),
             calls: Vec::new(),
         }
@@ -266,6 +269,17 @@ async fn serve(addr: SocketAddr, state: Shared) -> (SocketAddr, ServerHandle) {
         .register_method("Application.GetProperties", |p, s, _| {
             record(s, "Application.GetProperties", &p);
             json!({"version": lock(s).version})
+        })
+        .unwrap();
+    module
+        .register_method("Addons.GetAddonDetails", |p, s, _| {
+            let params = record(s, "Addons.GetAddonDetails", &p);
+            match (params["addonid"].as_str(), lock(s).addon_enabled) {
+                (Some(id @ "service.kodi-tickets"), Some(enabled)) => Ok(
+                    json!({"addon": {"addonid": id, "enabled": enabled, "type": "xbmc.service"}}),
+                ),
+                _ => Err(invalid_params()),
+            }
         })
         .unwrap();
     module

@@ -32,6 +32,28 @@ pub trait Profiles {
     async fn load_profile(&self, profile: &str, password: Password<'_>) -> RpcResult<String>;
 }
 
+#[rpc(client, namespace = "Addons", namespace_separator = ".")]
+pub trait Addons {
+    /// `{"addon":{"addonid":"skin.estuary","enabled":true,"type":"xbmc.gui.skin"}}`, as the
+    /// loaded profile has it. An add-on Kodi does not have: error -32602 "Invalid params.".
+    #[method(name = "GetAddonDetails", param_kind = map)]
+    async fn get_addon_details(
+        &self,
+        addonid: &str,
+        properties: &[&str],
+    ) -> RpcResult<AddonDetails>;
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AddonDetails {
+    pub addon: AddonEnabled,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AddonEnabled {
+    pub enabled: bool,
+}
+
 #[rpc(client, namespace = "Application", namespace_separator = ".")]
 pub trait Application {
     /// `{"version":{"major":20,"minor":1,"revision":"20230312-nogitfound","tag":"stable"}}`
