@@ -31,6 +31,8 @@ const ADMIN_USER: &str = "admin";
 const ADMIN_PASSWORD: &str = "bench-password-1";
 /// Unused tickets the API read load cycles through: PINs 0000–0099.
 const API_PINS: u32 = 100;
+/// Boxes the API read load comes from (a hotel's), each reading its own profile's PINs.
+const API_READERS: u32 = 8;
 /// The profile page's history has this many unused tickets: PINs 0100–0109.
 const PAGE_LIVE: usize = 10;
 /// Fresh PINs for `POST /api/login` start here (after the two sets above).
@@ -472,7 +474,6 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
     let sink_device = own[1].0;
     let sim_names: Vec<String> = (1..=scale.agents).map(|i| format!("sim-{i:04}")).collect();
     let sims = seed::devices(&db, &sim_names).await?;
-    let p_api = seed::profile(&db, "Bench API", Some(api_device)).await?;
     let p_login = seed::profile(&db, "Bench login", Some(api_device)).await?;
     let p_page = seed::profile(&db, "Bench page", None).await?;
     let p_create = seed::profile(&db, "Bench create", Some(sink_device)).await?;
@@ -488,7 +489,28 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
             .collect::<Vec<_>>(),
     )
     .await?;
-    seed::tickets(&db, p_api, 0..API_PINS, "unused").await?;
+    let reader_names: Vec<String> = (1..=API_READERS)
+        .map(|i| format!("Bench reader {i}"))
+        .collect();
+    let readers = seed::devices(&db, &reader_names).await?;
+    let reader_profiles = seed::profiles(
+        &db,
+        &reader_names
+            .iter()
+            .zip(&readers)
+            .map(|(name, (device, _))| (name.clone(), Some(*device)))
+            .collect::<Vec<_>>(),
+    )
+    .await?;
+    let mut api_readers = Vec::new();
+    for (r, ((_, token), profile)) in readers.iter().zip(&reader_profiles).enumerate() {
+        let codes: Vec<u32> = (0..API_PINS)
+            .filter(|c| c % API_READERS == r as u32)
+            .collect();
+        seed::tickets(&db, *profile, codes.iter().copied(), "unused").await?;
+        let pins = codes.iter().map(|c| format!("{c:04}")).collect();
+        api_readers.push((format!("Bearer {token}"), pins));
+    }
     seed::history(&db, p_page, scale.page_tickets, PAGE_LIVE, API_PINS).await?;
     seed::tickets(&db, p_filler, 0..scale.filler, "expired").await?;
 
@@ -557,7 +579,6 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
     }
     let watch = RssWatch::start(server.pid());
 
-    let pins: Arc<Vec<String>> = Arc::new((0..API_PINS).map(|c| format!("{c:04}")).collect());
     let mut browser = Browser::open(&base, load::client()).await?;
     browser.login(ADMIN_USER, ADMIN_PASSWORD).await?;
 
@@ -568,7 +589,7 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
         browser,
         api_token,
         latency_token,
-        pins,
+        api_readers: Arc::new(api_readers),
         p_login,
         p_page,
         p_create,

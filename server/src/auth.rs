@@ -11,6 +11,7 @@ use crate::config::AppConfig;
 use crate::db::{self, admins, Db};
 use crate::error::Error;
 use crate::gate;
+use crate::known_tokens::KnownTokens;
 use crate::token;
 
 const SESSION_COOKIE: &str = "kt_session";
@@ -128,14 +129,23 @@ impl<'r> FromRequest<'r> for Device {
         else {
             return request::Outcome::Error(unauthorized);
         };
+        // NOTE: looked up by hash, so the comparison never touches the secret itself.
+        let token_hash = token::hash(bearer.trim());
+        let known = req.rocket().state::<KnownTokens>();
+        if let Some(id) = known.and_then(|k| k.device(&token_hash)) {
+            return request::Outcome::Success(Device { id, token_hash });
+        }
         let pool = try_outcome!(req.guard::<&State<Db>>().await.map_error(|_| (
             Status::InternalServerError,
             Error::Internal("no database".into())
         )));
-        // NOTE: looked up by hash, so the comparison never touches the secret itself.
-        let token_hash = token::hash(bearer.trim());
         match db::devices::authenticate(pool, &token_hash).await {
-            Ok(Some(id)) => request::Outcome::Success(Device { id, token_hash }),
+            Ok(Some(id)) => {
+                if let Some(known) = known {
+                    known.remember(&token_hash, id);
+                }
+                request::Outcome::Success(Device { id, token_hash })
+            }
             Ok(None) => request::Outcome::Error(unauthorized),
             Err(e) => request::Outcome::Error((Status::InternalServerError, e.into())),
         }

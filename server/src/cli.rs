@@ -125,7 +125,11 @@ pub async fn device(command: DeviceCommand) -> anyhow::Result<()> {
                 bail!("no device named “{name}” with a live token");
             };
             devices::revoke(&pool, device.id).await?;
-            eprintln!("the token of “{}” is revoked", device.name);
+            eprintln!(
+                "the token of “{}” is revoked; a running server refuses it within {} seconds",
+                device.name,
+                kodi_tickets_server::known_tokens::LIFE.as_secs()
+            );
         }
     }
     Ok(())

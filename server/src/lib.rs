@@ -10,6 +10,7 @@ pub mod enrol;
 pub mod error;
 pub mod gate;
 pub mod headers;
+pub mod known_tokens;
 pub mod live;
 pub mod logins;
 pub mod memory;
@@ -57,6 +58,7 @@ pub fn rocket_from(figment: Figment) -> Result<Rocket<Build>, ConfigError> {
         .attach(live::stage())
         .manage(rate_limit::Limiters::default())
         .manage(gate::Peers::default())
+        .manage(known_tokens::KnownTokens::default())
         .manage(rereads::Rereads::default())
         .manage(presence::Changes::new(presence.clone()))
         .manage(presence)

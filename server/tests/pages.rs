@@ -663,10 +663,20 @@ async fn devices_show_their_token_once_and_can_be_revoked() {
         .fetch_one(&s.pool())
         .await
         .unwrap();
+    let status = r#"{"agent_version":"1","kodi_reachable":true}"#;
+    assert_eq!(
+        s.agent_post(&token, "/api/agent/status", status).await,
+        Status::Ok
+    );
     assert_eq!(s.page(&format!("/devices/{id}/revoke")).await.0, Status::Ok);
     s.post_form(&format!("/devices/{id}/revoke"), &[]).await;
     let (_, list) = s.page("/devices").await;
     assert!(list.contains("revoked"));
+    assert_eq!(
+        s.agent_post(&token, "/api/agent/status", status).await,
+        Status::Unauthorized,
+        "a token revoked on the page is refused at once, though it was just used"
+    );
 }
 
 #[rocket::async_test]

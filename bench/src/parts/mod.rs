@@ -20,12 +20,12 @@ pub(crate) struct Bench {
     pub(crate) db: SqlitePool,
     /// Logged in as the admin.
     pub(crate) browser: Browser,
-    /// The device token the API loads use (its profiles hold the API and login PINs).
+    /// The device token the login and live loads use (its profiles hold their PINs).
     pub(crate) api_token: String,
     /// The device whose open stream the ticket → `arm` latency is measured on.
     pub(crate) latency_token: String,
-    /// The live PINs the API reads cycle through.
-    pub(crate) pins: Arc<Vec<String>>,
+    /// The boxes the API reads come from: each one's `Authorization` and its live PINs.
+    pub(crate) api_readers: Arc<Vec<(String, Vec<String>)>>,
     pub(crate) p_login: i64,
     pub(crate) p_page: i64,
     pub(crate) p_create: i64,

@@ -16,6 +16,7 @@ use crate::db::tickets::Ticket;
 use crate::db::{self, Db};
 use crate::enrol;
 use crate::error::{Error, Result};
+use crate::known_tokens::KnownTokens;
 use crate::logins::Logins;
 use crate::presence::Changes;
 use crate::rate_limit::{Limiters, Reservation};
@@ -129,6 +130,7 @@ async fn pair(
     db: &Db,
     limiters: &State<Limiters>,
     changes: &State<Changes>,
+    known: &State<KnownTokens>,
 ) -> Result<Json<PairResponse>> {
     let guess = limiters
         .pins
@@ -141,6 +143,7 @@ async fn pair(
         ));
     };
     guess.give_back();
+    known.forget(enrolled.id);
     tracing::info!(device = %enrolled.name, "box paired");
     // NOTE: a box paired again wakes the stream of its old token, which then ends.
     changes.notify(Some(enrolled.id));

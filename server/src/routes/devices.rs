@@ -11,6 +11,7 @@ use crate::db::deliveries::SshTarget;
 use crate::db::{devices, Db, Delivery, DeviceId};
 use crate::enrol::{self, Enrolled, PairingCode};
 use crate::error::{Error, Result};
+use crate::known_tokens::KnownTokens;
 use crate::presence::{Changes, Presence};
 use crate::rereads::{PageAnswer, Reread, View};
 use crate::typed::{self, Typed};
@@ -353,8 +354,10 @@ pub async fn revoke(
     _form: CsrfForm<super::PlainForm>,
     db: &Db,
     changes: &State<Changes>,
+    known: &State<KnownTokens>,
 ) -> Result<Flash<Redirect>> {
     if devices::revoke(db, id).await? {
+        known.forget(id);
         // Its open event stream sees the revocation and closes.
         changes.notify(Some(id));
         Ok(Flash::success(Redirect::to(uri!(list)), "Device revoked."))

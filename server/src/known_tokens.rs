@@ -1,0 +1,81 @@
+//! Device tokens recently found live, so that a box's every API call does not look its token
+//! up in the database again.
+//!
+//! NOTE: the benchmark's API reads ran at 0.72× of `/healthz` with two queries each (the token,
+//! then the ticket); with the token known, one. A token this server revokes or replaces (the
+//! Devices page, pairing again) is forgotten at once. One revoked by the command line, another
+//! process, is refused once its entry is older than [`LIFE`]: the command says so.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::db::DeviceId;
+
+/// How long a token found live is believed without asking the database again.
+pub const LIFE: Duration = Duration::from_secs(5);
+/// Past this many entries, stale ones are dropped before a new one is added. Only live
+/// tokens are ever added, so the count stays near the number of boxes.
+const PRUNE_ABOVE: usize = 4096;
+
+#[derive(Debug, Default)]
+pub struct KnownTokens(Mutex<HashMap<String, (DeviceId, Instant)>>);
+
+impl KnownTokens {
+    /// The device whose token has this hash, if it was found live less than [`LIFE`] ago.
+    pub fn device(&self, token_hash: &str) -> Option<DeviceId> {
+        let known = self.lock();
+        let (id, found_at) = known.get(token_hash)?;
+        (found_at.elapsed() < LIFE).then_some(*id)
+    }
+
+    /// Notes that the database just found this token live.
+    pub fn remember(&self, token_hash: &str, id: DeviceId) {
+        let mut known = self.lock();
+        if known.len() >= PRUNE_ABOVE {
+            known.retain(|_, (_, found_at)| found_at.elapsed() < LIFE);
+        }
+        known.insert(token_hash.to_owned(), (id, Instant::now()));
+    }
+
+    /// Forgets every token of a device: it was revoked or given a new one.
+    pub fn forget(&self, id: DeviceId) {
+        self.lock().retain(|_, (known, _)| *known != id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (DeviceId, Instant)>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remembered_token_is_known_until_its_device_is_forgotten() {
+        let tokens = KnownTokens::default();
+        let (a, b) = (DeviceId(1), DeviceId(2));
+        assert_eq!(tokens.device("h1"), None);
+        tokens.remember("h1", a);
+        tokens.remember("h2", b);
+        assert_eq!(tokens.device("h1"), Some(a));
+        tokens.forget(a);
+        assert_eq!(tokens.device("h1"), None);
+        assert_eq!(tokens.device("h2"), Some(b));
+    }
+
+    #[test]
+    fn an_entry_older_than_its_life_is_not_believed_and_is_pruned() {
+        let tokens = KnownTokens::default();
+        let id = DeviceId(7);
+        tokens.0.lock().unwrap().extend((0..PRUNE_ABOVE).map(|i| {
+            let stale = Instant::now() - LIFE - Duration::from_millis(1);
+            (format!("old{i}"), (id, stale))
+        }));
+        assert_eq!(tokens.device("old0"), None);
+        tokens.remember("new", id);
+        assert_eq!(tokens.0.lock().unwrap().len(), 1);
+        assert_eq!(tokens.device("new"), Some(id));
+    }
+}
