@@ -23,6 +23,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Map, Value};
 
 use crate::admin::Browser;
+use crate::parts::agents::{BIG_FLEET, FLEET};
 use crate::parts::Bench;
 use crate::procs::Paths;
 use crate::report::{Figure, Target};
@@ -41,7 +42,7 @@ const LOGIN_FIRST_PIN: u32 = 200;
 const KODI_ROUNDS: usize = 5;
 
 /// The order of the figures in the table and the JSON, whatever order they ran in.
-const REPORT_ORDER: [&str; 18] = [
+const REPORT_ORDER: [&str; 22] = [
     "api_ticket_vs_healthz_throughput",
     "api_ticket_p99_ms",
     "api_login_per_s",
@@ -55,6 +56,10 @@ const REPORT_ORDER: [&str; 18] = [
     "agents_1000_max_ms",
     "agents_1000_issue_all_s",
     "agents_1000_errors",
+    "big_fleet_max_ms",
+    "big_fleet_issue_all_s",
+    "big_fleet_errors",
+    "server_rss_big_fleet_mib",
     "server_rss_idle_mib",
     "server_rss_load_mib",
     "server_rss_after_vs_idle",
@@ -74,12 +79,13 @@ usage: kodi-tickets-bench [--smoke] [--out FILE] [--rounds N] [--no-build]
                 the binaries to start (default: next to this one, e.g. target/release/)
   --keep        keep the temporary folder (database, server and agent logs)
   --only LIST   run only these parts (comma-separated): api, stall, login, page, create,
-                push, live, fleet, cold, kodi (memory is always measured)
+                push, live, fleet, fleet10k, cold, kodi (memory is always measured)
+  fleet10k: 10,000 agents at once; needs `ulimit -n 32768` (skipped, loudly, below it)
   kodi: the loop on a real Kodi 20.1 under Xvfb (bench/kodi_loop.py), 5 rounds unless
   --rounds; skipped where Kodi or Xvfb is missing, and in --smoke";
 
-const PARTS: [&str; 10] = [
-    "api", "stall", "login", "page", "create", "push", "live", "fleet", "cold", "kodi",
+const PARTS: [&str; 11] = [
+    "api", "stall", "login", "page", "create", "push", "live", "fleet", "fleet10k", "cold", "kodi",
 ];
 
 struct Options {
@@ -169,6 +175,8 @@ struct Scale {
     /// PIN uses per round, each awaited in every open page.
     live_samples: usize,
     agents: usize,
+    /// Agents of the big fleet (the `fleet10k` part).
+    big_fleet: usize,
     /// Tickets issued at once for the simulated agents.
     posters: usize,
     logins_per_sec: f64,
@@ -197,6 +205,7 @@ impl Scale {
             live_pages: 100,
             live_samples: 20,
             agents: 1_000,
+            big_fleet: 10_000,
             posters: 8,
             logins_per_sec: 4.0,
             idle_samples: 3,
@@ -221,6 +230,7 @@ impl Scale {
             live_pages: 10,
             live_samples: 2,
             agents: 20,
+            big_fleet: 40,
             posters: 4,
             logins_per_sec: 4.0,
             idle_samples: 1,
@@ -391,10 +401,10 @@ impl RssWatch {
     }
 
     /// The peak since the last call and the RSS now, in MiB: where the memory of one part went.
-    fn part_peak(&self) -> Value {
+    fn part_peak(&self) -> (f64, f64) {
         let now = procs::memory_mib(self.pid).map_or(f64::NAN, |m| m.0);
         let peak = self.part.swap(0, Ordering::Relaxed) as f64 / 1024.0;
-        json!({"peak_mib": report::finite(peak.max(now)), "after_mib": report::finite(now)})
+        (peak.max(now), now)
     }
 
     async fn finish(self) -> anyhow::Result<f64> {
@@ -441,10 +451,31 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
             );
         }
     }
-    let needed = 2 * scale.agents as u64 + 256;
-    if let Some(limit) = open_files_limit().filter(|l| *l < needed) {
-        bail!("{limit} open files allowed; {needed} needed for the simulated agents: `ulimit -n 4096` first");
+    // NOTE: the server holds three descriptors per agent (the gate's two ends and Rocket's),
+    // and inherits this process's limit as its own.
+    let needed = |agents: usize| 3 * agents as u64 + 256;
+    let limit = open_files_limit();
+    if let Some(limit) = limit.filter(|l| *l < needed(scale.agents)) {
+        bail!(
+            "{limit} open files allowed; {} needed for the simulated agents: `ulimit -n 4096` first",
+            needed(scale.agents)
+        );
     }
+    // As many agents as asked for, or as the open-files limit allows, in whole hundreds.
+    let big_fleet = match limit.filter(|l| *l < needed(scale.big_fleet)) {
+        _ if !o.wants("fleet10k") => 0,
+        None => scale.big_fleet,
+        Some(limit) => {
+            let fits = (limit.saturating_sub(256) / 3 / 100 * 100) as usize;
+            phase(&format!(
+                "big fleet: {} agents need {} open files, {limit} are allowed: {fits} agents \
+                 (`ulimit -n 32768` first where the hard limit allows it)",
+                scale.big_fleet,
+                needed(scale.big_fleet)
+            ));
+            fits
+        }
+    };
     let out = o.out.clone().unwrap_or_else(|| {
         root.join("bench/results")
             .join(if o.smoke { "smoke.json" } else { "latest.json" })
@@ -472,7 +503,8 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
     let own = seed::devices(&db, &["Bench latency".into(), "Bench sink".into()]).await?;
     let (latency_device, latency_token) = own[0].clone();
     let sink_device = own[1].0;
-    let sim_names: Vec<String> = (1..=scale.agents).map(|i| format!("sim-{i:04}")).collect();
+    let sims_needed = scale.agents.max(big_fleet);
+    let sim_names: Vec<String> = (1..=sims_needed).map(|i| format!("sim-{i:05}")).collect();
     let sims = seed::devices(&db, &sim_names).await?;
     let p_login = seed::profile(&db, "Bench login", Some(api_device)).await?;
     let p_page = seed::profile(&db, "Bench page", None).await?;
@@ -610,10 +642,32 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
             "create" => parts::pages::creations(&bench).await?,
             "push" => parts::agents::ticket_to_agent(&bench).await?,
             "live" => parts::live::pin_used_to_page(&bench).await?,
-            "fleet" => parts::agents::fleet(&bench).await?,
+            "fleet" => parts::agents::fleet(&bench, bench.scale.agents, &FLEET).await?,
+            "fleet10k" if big_fleet <= bench.scale.agents => {
+                phase("big fleet: skipped, no more agents fit than in the fleet above");
+                Vec::new()
+            }
+            "fleet10k" => parts::agents::fleet(&bench, big_fleet, &BIG_FLEET).await?,
             other => unreachable!("part {other} has no run"),
         });
-        rss_by_part.insert(part.into(), watch.part_peak());
+        let (peak, now) = watch.part_peak();
+        rss_by_part.insert(
+            part.into(),
+            json!({"peak_mib": report::finite(peak), "after_mib": report::finite(now)}),
+        );
+        if part == "fleet10k" && big_fleet > bench.scale.agents {
+            let mut f_rss = Figure::new(
+                "server_rss_big_fleet_mib",
+                format!(
+                    "same: server RSS with the {} agents (peak VmRSS)",
+                    number_plain(big_fleet as u64)
+                ),
+                "MiB",
+                Target::Below(200.0),
+            );
+            f_rss.rounds.push(peak);
+            figures.push(f_rss);
+        }
     }
     let Bench { scale, db, .. } = bench;
     // ---- Memory after the load, once it has gone and the server has been left alone.
@@ -704,6 +758,7 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
             "latency_tickets": scale.latency_tickets,
             "live_pages": scale.live_pages,
             "agents": scale.agents,
+            "big_fleet": big_fleet,
         }),
     );
     let value = report::json(&figures, run);

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 /// Every figure of the benchmark, as keyed in `bench/results/*.json`.
-const FIGURES: [&str; 18] = [
+const FIGURES: [&str; 22] = [
     "api_ticket_vs_healthz_throughput",
     "api_ticket_p99_ms",
     "api_login_per_s",
@@ -20,6 +20,10 @@ const FIGURES: [&str; 18] = [
     "agents_1000_max_ms",
     "agents_1000_issue_all_s",
     "agents_1000_errors",
+    "big_fleet_max_ms",
+    "big_fleet_issue_all_s",
+    "big_fleet_errors",
+    "server_rss_big_fleet_mib",
     "server_rss_idle_mib",
     "server_rss_load_mib",
     "server_rss_after_vs_idle",

@@ -88,49 +88,69 @@ pub(crate) async fn ticket_to_agent(b: &Bench) -> anyhow::Result<Vec<Figure>> {
     Ok(vec![f_push50, f_push99])
 }
 
-/// Many agents connected at once, a ticket issued for each.
-pub(crate) async fn fleet(b: &Bench) -> anyhow::Result<Vec<Figure>> {
+/// The figures of one size of fleet.
+pub(crate) struct FleetKeys {
+    max_ms: &'static str,
+    issue_all_s: &'static str,
+    errors: &'static str,
+}
+
+pub(crate) const FLEET: FleetKeys = FleetKeys {
+    max_ms: "agents_1000_max_ms",
+    issue_all_s: "agents_1000_issue_all_s",
+    errors: "agents_1000_errors",
+};
+
+pub(crate) const BIG_FLEET: FleetKeys = FleetKeys {
+    max_ms: "big_fleet_max_ms",
+    issue_all_s: "big_fleet_issue_all_s",
+    errors: "big_fleet_errors",
+};
+
+/// `agents` agents connected at once, a ticket issued for each.
+pub(crate) async fn fleet(
+    b: &Bench,
+    agents: usize,
+    keys: &FleetKeys,
+) -> anyhow::Result<Vec<Figure>> {
     let Bench {
-        scale,
-        base,
-        db,
-        sims,
-        sim_profiles,
-        ..
+        scale, base, db, ..
     } = b;
+    let sims = &b.sims[..agents];
+    let sim_profiles = &b.sim_profiles[..agents];
     let rounds = b.scale.rounds;
     let mut f_fleet = Figure::new(
-        "agents_1000_max_ms",
+        keys.max_ms,
         format!(
             "{} agents connected at once, a ticket each: slowest ticket → `arm`",
-            number_plain(scale.agents as u64)
+            number_plain(agents as u64)
         ),
         "ms",
         Target::Below(2000.0),
     );
     let mut f_fleet_wall = Figure::new(
-        "agents_1000_issue_all_s",
+        keys.issue_all_s,
         format!(
             "same: issuing the {} tickets over HTTP ({} at a time), first POST → last `arm`",
-            number_plain(scale.agents as u64),
+            number_plain(agents as u64),
             scale.posters
         ),
         "s",
         Target::Info,
     );
     let mut f_fleet_errors = Figure::new(
-        "agents_1000_errors",
+        keys.errors,
         "same: errors (failed connections, broken streams, missing `arm`s)",
         "",
         Target::Exactly(0.0),
     );
-    phase(&format!("connecting {} agents", scale.agents));
+    phase(&format!("connecting {agents} agents"));
     let mut poster = Browser::open(base, load::pooled_client(scale.posters)).await?;
     poster.login(ADMIN_USER, ADMIN_PASSWORD).await?;
     let connected = Arc::new(AtomicUsize::new(0));
     let (tx, mut fleet) = mpsc::unbounded_channel::<(usize, Instant, Result<i64, String>)>();
     let connecting = Instant::now();
-    let mut streams = Vec::with_capacity(scale.agents);
+    let mut streams = Vec::with_capacity(agents);
     for (i, (_, token)) in sims.iter().enumerate() {
         let client = ServerClient::new(base, token)?;
         let (tx, connected) = (tx.clone(), connected.clone());
@@ -161,7 +181,7 @@ pub(crate) async fn fleet(b: &Bench) -> anyhow::Result<Vec<Figure>> {
     drop(tx);
     let mut fleet_errors: Vec<String> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while connected.load(Ordering::Relaxed) + fleet_errors.len() < scale.agents
+    while connected.load(Ordering::Relaxed) + fleet_errors.len() < agents
         && Instant::now() < deadline
     {
         if let Ok(Some((_, _, Err(e)))) =
@@ -172,15 +192,15 @@ pub(crate) async fn fleet(b: &Bench) -> anyhow::Result<Vec<Figure>> {
     }
     let connect_ms = ms(connecting.elapsed());
     let open = connected.load(Ordering::Relaxed);
-    if open < scale.agents {
-        fleet_errors.push(format!("{} of {} agents connected", open, scale.agents));
+    if open < agents {
+        fleet_errors.push(format!("{} of {} agents connected", open, agents));
     }
     let (mut fleet_p50, mut fleet_wall, mut fleet_issue, mut fleet_issued) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         phase(&format!(
             "{} agents, a ticket each, round {}/{rounds}",
-            scale.agents,
+            agents,
             round + 1
         ));
         let before = seed::max_ticket_id(db).await?;
@@ -202,7 +222,7 @@ pub(crate) async fn fleet(b: &Bench) -> anyhow::Result<Vec<Figure>> {
                 .collect()
                 .await;
         fleet_issue.push(ms(first_post.elapsed()));
-        let mut returned = vec![None; scale.agents];
+        let mut returned = vec![None; agents];
         for (i, result) in posted {
             match result {
                 Ok(at) => returned[i] = Some(at),
@@ -211,7 +231,7 @@ pub(crate) async fn fleet(b: &Bench) -> anyhow::Result<Vec<Figure>> {
         }
         let expected = returned.iter().filter(|r| r.is_some()).count();
         fleet_issued.push(expected as f64);
-        let mut arrived: Vec<Option<Instant>> = vec![None; scale.agents];
+        let mut arrived: Vec<Option<Instant>> = vec![None; agents];
         let mut count = 0;
         let deadline = Instant::now() + scale.arm_timeout;
         while count < expected {
