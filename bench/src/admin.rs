@@ -49,7 +49,8 @@ impl Browser {
         })
     }
 
-    fn cookies(&self) -> String {
+    /// The `Cookie` header of this browser, for loads that send their own requests.
+    pub fn cookies(&self) -> String {
         match &self.session_cookie {
             Some(session) => format!("{}; {session}", self.csrf_cookie),
             None => self.csrf_cookie.clone(),

@@ -42,12 +42,14 @@ const LOGIN_FIRST_PIN: u32 = 200;
 const KODI_ROUNDS: usize = 5;
 
 /// The order of the figures in the table and the JSON, whatever order they ran in.
-const REPORT_ORDER: [&str; 22] = [
+const REPORT_ORDER: [&str; 24] = [
     "api_ticket_vs_healthz_throughput",
     "api_ticket_p99_ms",
     "api_login_per_s",
     "create_nth_vs_first",
     "profile_page_p50_ms",
+    "cafe_page_p50_ms",
+    "cafe_page_p99_ms",
     "admin_login_api_p99_ratio",
     "ticket_to_agent_p50_ms",
     "ticket_to_agent_p99_ms",
@@ -78,14 +80,15 @@ usage: kodi-tickets-bench [--smoke] [--out FILE] [--rounds N] [--no-build]
   --server-bin, --agent-bin
                 the binaries to start (default: next to this one, e.g. target/release/)
   --keep        keep the temporary folder (database, server and agent logs)
-  --only LIST   run only these parts (comma-separated): api, stall, login, page, create,
-                push, live, fleet, fleet10k, cold, kodi (memory is always measured)
+  --only LIST   run only these parts (comma-separated): api, stall, login, page, cafe,
+                create, push, live, fleet, fleet10k, cold, kodi (memory is always measured)
   fleet10k: 10,000 agents at once; needs `ulimit -n 32768` (skipped, loudly, below it)
   kodi: the loop on a real Kodi 20.1 under Xvfb (bench/kodi_loop.py), 5 rounds unless
   --rounds; skipped where Kodi or Xvfb is missing, and in --smoke";
 
-const PARTS: [&str; 11] = [
-    "api", "stall", "login", "page", "create", "push", "live", "fleet", "fleet10k", "cold", "kodi",
+const PARTS: [&str; 12] = [
+    "api", "stall", "login", "page", "cafe", "create", "push", "live", "fleet", "fleet10k", "cold",
+    "kodi",
 ];
 
 struct Options {
@@ -166,6 +169,9 @@ struct Scale {
     login_pins: u32,
     page_tickets: usize,
     page_requests: usize,
+    /// Live tickets of the café's profile, and the connections reading its page.
+    cafe_tickets: usize,
+    cafe_connections: usize,
     /// Live tickets before the timed creation of the "n-th" one.
     filler: u32,
     create_samples: usize,
@@ -199,6 +205,8 @@ impl Scale {
             login_pins: 9_000,
             page_tickets: 1_000,
             page_requests: 20,
+            cafe_tickets: 1_000,
+            cafe_connections: 8,
             filler: 9_998,
             create_samples: 15,
             latency_tickets: 50,
@@ -224,6 +232,8 @@ impl Scale {
             login_pins: 100,
             page_tickets: 1_000,
             page_requests: 2,
+            cafe_tickets: 100,
+            cafe_connections: 2,
             filler: 300,
             create_samples: 2,
             latency_tickets: 3,
@@ -508,6 +518,7 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
     let sims = seed::devices(&db, &sim_names).await?;
     let p_login = seed::profile(&db, "Bench login", Some(api_device)).await?;
     let p_page = seed::profile(&db, "Bench page", None).await?;
+    let p_cafe = seed::profile(&db, "Bench café", None).await?;
     let p_create = seed::profile(&db, "Bench create", Some(sink_device)).await?;
     let p_latency = seed::profile(&db, "Bench latency", Some(latency_device)).await?;
     let p_filler = seed::profile(&db, "Bench filler", None).await?;
@@ -572,7 +583,7 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
     );
     let mut f_rss_load = Figure::new(
         "server_rss_load_mib",
-        "server RSS under the load above (peak VmRSS)",
+        "server RSS under the loads above, the big fleet aside (peak VmRSS)",
         "MiB",
         Target::Below(60.0),
     );
@@ -624,6 +635,7 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
         api_readers: Arc::new(api_readers),
         p_login,
         p_page,
+        p_cafe,
         p_create,
         p_filler,
         p_latency,
@@ -633,12 +645,18 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
     };
     let mut figures = Vec::new();
     let mut rss_by_part = Map::new();
-    for part in PARTS.into_iter().filter(|p| *p != "cold" && o.wants(p)) {
+    // The peak of every part but the big fleet, which has a figure of its own.
+    let mut load_peak = 0.0f64;
+    for part in PARTS
+        .into_iter()
+        .filter(|p| !["cold", "kodi"].contains(p) && o.wants(p))
+    {
         figures.extend(match part {
             "api" => parts::api::reads(&bench).await?,
             "stall" => parts::api::beside_admin_logins(&bench).await?,
             "login" => parts::logins::pin_logins(&bench).await?,
             "page" => parts::pages::profile_page(&bench).await?,
+            "cafe" => parts::pages::cafe_page(&bench).await?,
             "create" => parts::pages::creations(&bench).await?,
             "push" => parts::agents::ticket_to_agent(&bench).await?,
             "live" => parts::live::pin_used_to_page(&bench).await?,
@@ -651,6 +669,9 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
             other => unreachable!("part {other} has no run"),
         });
         let (peak, now) = watch.part_peak();
+        if part != "fleet10k" {
+            load_peak = load_peak.max(peak);
+        }
         rss_by_part.insert(
             part.into(),
             json!({"peak_mib": report::finite(peak), "after_mib": report::finite(now)}),
@@ -674,7 +695,7 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let peak = watch.finish().await?;
     let hwm = procs::memory_mib(server.pid()).map_or(f64::NAN, |m| m.1);
-    f_rss_load.rounds.push(peak.max(hwm));
+    f_rss_load.rounds.push(load_peak);
     f_rss_load.detail("sampled_peak_mib", report::finite(peak));
     f_rss_load.detail("vmhwm_mib", report::finite(hwm));
     f_rss_load.detail("by_part", Value::Object(rss_by_part));
@@ -753,6 +774,7 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
             "api_secs": scale.api_secs,
             "login_pins": scale.login_pins,
             "page_tickets": scale.page_tickets,
+            "cafe_tickets": scale.cafe_tickets,
             "filler": scale.filler,
             "create_samples": scale.create_samples,
             "latency_tickets": scale.latency_tickets,

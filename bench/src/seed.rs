@@ -171,6 +171,20 @@ pub async fn history(
     Ok(())
 }
 
+/// `n` codes that no live ticket holds now, lowest first.
+pub async fn free_codes(pool: &SqlitePool, n: usize) -> anyhow::Result<Vec<u32>> {
+    let live: std::collections::HashSet<String> =
+        sqlx::query_scalar("SELECT lock_code FROM tickets WHERE state IN ('unused', 'in_use')")
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .collect();
+    Ok((0..10_000u32)
+        .filter(|c| !live.contains(&format!("{c:04}")))
+        .take(n)
+        .collect())
+}
+
 /// Sets every live (unused or in use) ticket, or those of one profile, to `state`.
 pub async fn end_live(pool: &SqlitePool, profile: Option<i64>, state: &str) -> anyhow::Result<u64> {
     let r = sqlx::query(

@@ -6,12 +6,14 @@ use std::path::Path;
 use std::process::Command;
 
 /// Every figure of the benchmark, as keyed in `bench/results/*.json`.
-const FIGURES: [&str; 22] = [
+const FIGURES: [&str; 24] = [
     "api_ticket_vs_healthz_throughput",
     "api_ticket_p99_ms",
     "api_login_per_s",
     "create_nth_vs_first",
     "profile_page_p50_ms",
+    "cafe_page_p50_ms",
+    "cafe_page_p99_ms",
     "admin_login_api_p99_ratio",
     "ticket_to_agent_p50_ms",
     "ticket_to_agent_p99_ms",

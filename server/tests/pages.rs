@@ -1073,3 +1073,49 @@ async fn open_pages_hear_when_an_agent_reports_a_change_of_its_kodi_and_only_the
     );
     assert!(pages.has_changed().unwrap(), "Kodi no longer answers");
 }
+
+#[rocket::async_test]
+async fn a_profile_with_a_roll_of_vouchers_shows_its_newest_live_tickets_and_all_on_request() {
+    let s = TestServer::start().await;
+    s.login_admin().await;
+    let id = s.create_profile("Café").await;
+    let mut pins = Vec::new();
+    for _ in 0..60 {
+        pins.push(s.create_ticket(id, 30).await);
+    }
+    // The oldest one in use: shown, though 50 newer ones come before it.
+    s.use_ticket(&pins[0]).await;
+    let live_rows = |html: &str| {
+        let start = html.find(r#"<tbody id="live-tickets">"#).unwrap();
+        let end = start + html[start..].find("</tbody>").unwrap();
+        html[start..end].matches("<tr").count()
+    };
+
+    let (status, html) = s.page(&format!("/profiles/{id}")).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(live_rows(&html), 51, "the newest 50 and the one in use");
+    assert!(html.contains(&format!(">{}<", pins[59])), "newest shown");
+    assert!(
+        html.contains(&format!(">{}<", pins[0])),
+        "the one in use shown"
+    );
+    assert!(
+        !html.contains(&format!(">{}<", pins[1])),
+        "older unused hidden"
+    );
+    assert!(
+        html.contains("Shown: 51 of this profile's 60 unused and in-use tickets")
+            && html.contains(&format!(
+                r#"href="/profiles/{id}?live=all">Show all 60</a>"#
+            )),
+        "{html}"
+    );
+
+    let (status, html) = s.page(&format!("/profiles/{id}?live=all")).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(live_rows(&html), 60);
+    assert!(html.contains("All 60 unused and in-use tickets are shown."));
+    assert!(html.contains(&format!(
+        r#"href="/profiles/{id}">Show the newest only</a>"#
+    )));
+}

@@ -28,6 +28,8 @@ pub(crate) struct Bench {
     pub(crate) api_readers: Arc<Vec<(String, Vec<String>)>>,
     pub(crate) p_login: i64,
     pub(crate) p_page: i64,
+    /// The café's profile: its roll of unused tickets is seeded by its part.
+    pub(crate) p_cafe: i64,
     pub(crate) p_create: i64,
     pub(crate) p_filler: i64,
     pub(crate) p_latency: i64,

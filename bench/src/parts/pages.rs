@@ -3,11 +3,12 @@
 use std::time::Instant;
 
 use anyhow::bail;
+use reqwest::header::COOKIE;
 use sqlx::SqlitePool;
 
 use super::Bench;
 use crate::admin::Browser;
-use crate::load::median;
+use crate::load::{self, closed_loop, median};
 use crate::report::{Figure, Target};
 use crate::{ms, number_plain, phase, quantiles_ms, rounded, seed};
 
@@ -64,6 +65,60 @@ pub(crate) async fn profile_page(b: &Bench) -> anyhow::Result<Vec<Figure>> {
     f_page.detail("p99_ms", rounded(&page_p99));
     f_page.detail("page_bytes", page_bytes);
     Ok(vec![f_page])
+}
+
+/// A café's profile with a roll of unused vouchers, its page read by several admins at once.
+pub(crate) async fn cafe_page(b: &Bench) -> anyhow::Result<Vec<Figure>> {
+    let Bench {
+        scale,
+        base,
+        db,
+        browser,
+        p_cafe,
+        ..
+    } = b;
+    let p_cafe = *p_cafe;
+    let rounds = b.scale.rounds;
+    let codes = seed::free_codes(db, scale.cafe_tickets).await?;
+    seed::tickets(db, p_cafe, codes, "unused").await?;
+    let mut f_p50 = Figure::new(
+        "cafe_page_p50_ms",
+        format!(
+            "profile page with {} live tickets (a café's vouchers), {} connections: p50",
+            number_plain(scale.cafe_tickets as u64),
+            scale.cafe_connections
+        ),
+        "ms",
+        Target::Below(15.0),
+    );
+    let mut f_p99 = Figure::new("cafe_page_p99_ms", "same: p99", "ms", Target::Below(40.0));
+    let page_bytes = browser.profile_page(p_cafe).await?;
+    let (url, cookies) = (format!("{base}/profiles/{p_cafe}"), browser.cookies());
+    let (mut rates, mut errors) = (Vec::new(), 0);
+    for round in 0..rounds {
+        phase(&format!(
+            "a café's profile page, round {}/{rounds}",
+            round + 1
+        ));
+        let (url, cookies) = (url.clone(), cookies.clone());
+        let stats = closed_loop(
+            base,
+            scale.cafe_connections,
+            scale.api(),
+            None,
+            move |client, _| load::ok(client.get(url.clone()).header(COOKIE, cookies.clone())),
+        )
+        .await;
+        errors += stats.errors;
+        rates.push(stats.rate());
+        f_p50.rounds.push(stats.percentile_ms(0.5));
+        f_p99.rounds.push(stats.percentile_ms(0.99));
+    }
+    seed::end_live(db, Some(p_cafe), "revoked").await?;
+    f_p50.detail("page_bytes", page_bytes);
+    f_p50.detail("pages_per_s", rounded(&rates));
+    f_p50.detail("errors", errors);
+    Ok(vec![f_p50, f_p99])
 }
 
 /// Creating the 1st live ticket, then the (filler + 1)-th: the ratio of the medians.

@@ -413,16 +413,38 @@ pub async fn armed_all(pool: &Pool) -> Result<Vec<(ProfileId, TicketId)>, sqlx::
     .await
 }
 
-/// A profile's live tickets (unused or running), newest first.
+/// A profile's newest `newest` live (unused or running) tickets, newest first, with any
+/// running one and ticket `also` among them wherever they fall; every one for `newest` -1.
 pub async fn live_for_profile(
     pool: &Pool,
     profile_id: ProfileId,
+    newest: i64,
+    also: Option<TicketId>,
 ) -> Result<Vec<Ticket>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "{SELECT} WHERE t.profile_id = ? AND t.state IN ('unused', 'in_use') ORDER BY t.id DESC"
+        "{SELECT} WHERE t.profile_id = ?1 AND t.state IN ('unused', 'in_use')
+         AND (t.state = 'in_use' OR t.id = ?3 OR t.id IN (
+             SELECT id FROM tickets WHERE profile_id = ?1 AND state IN ('unused', 'in_use')
+             ORDER BY id DESC LIMIT ?2))
+         ORDER BY t.id DESC"
     ))
     .bind(profile_id)
+    .bind(newest)
+    .bind(also)
     .fetch_all(pool)
+    .await
+}
+
+/// How many live (unused or running) tickets a profile has.
+pub async fn count_live_for_profile(
+    pool: &Pool,
+    profile_id: ProfileId,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM tickets WHERE profile_id = ? AND state IN ('unused', 'in_use')",
+    )
+    .bind(profile_id)
+    .fetch_one(pool)
     .await
 }
 

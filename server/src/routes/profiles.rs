@@ -305,7 +305,7 @@ pub async fn create(
     };
     match profiles::insert(db, &name, device).await? {
         Some(id) => Ok(Flash::success(
-            Redirect::to(uri!(show(id, _))),
+            Redirect::to(uri!(show(id, _, _))),
             format!("Profile “{name}” created. Make sure Kodi has a profile of the same name."),
         )),
         None => Ok(back(format!(
@@ -314,14 +314,25 @@ pub async fn create(
     }
 }
 
-/// Ended tickets shown per page of a profile; its live tickets are always all shown.
+/// Ended tickets shown per page of a profile.
 const ENDED_PER_PAGE: i64 = 50;
+/// Live tickets a profile's page shows unless all are asked for: a café's roll of vouchers is
+/// hundreds, and rendering them all made the page slow for everyone who keeps it open. A
+/// running ticket and the one ready on the TV are shown wherever they fall.
+const LIVE_SHOWN: i64 = 50;
 
 #[derive(Serialize)]
 struct ShowPage {
     profile: Profile,
-    /// Unused and running tickets, newest first.
+    /// Unused and running tickets, newest first: the newest [`LIVE_SHOWN`] unless all asked.
     live: Vec<TicketRow>,
+    /// All of the profile's unused and running tickets, shown or not.
+    live_total: i64,
+    /// Those shown, and those not.
+    live_shown: usize,
+    live_hidden: i64,
+    /// Every live ticket is shown because the admin asked (`?live=all`).
+    all_live: bool,
     /// One page of the ended tickets, newest first.
     ended: Vec<TicketRow>,
     history: History,
@@ -433,18 +444,21 @@ pub async fn reach_of(
     ))
 }
 
-#[get("/profiles/<id>?<page>")]
+// NOTE: a handler's request guards are its arguments; this page needs them all.
+#[allow(clippy::too_many_arguments)]
+#[get("/profiles/<id>?<page>&<live>")]
 pub async fn show(
     _admin: Admin,
     id: ProfileId,
     page: Option<i64>,
+    live: Option<&str>,
     db: &Db,
     presence: &State<Presence>,
     config: &State<AppConfig>,
     reread: Reread<'_>,
 ) -> Result<PageAnswer> {
     reread
-        .answer(|| show_view(db, presence, config, id, page))
+        .answer(|| show_view(db, presence, config, id, page, live == Some("all")))
         .await
 }
 
@@ -455,6 +469,7 @@ async fn show_view(
     config: &AppConfig,
     id: ProfileId,
     page: Option<i64>,
+    all_live: bool,
 ) -> Result<View<ShowPage>> {
     let profile = profiles::find(db, id).await?.ok_or(Error::NotFound)?;
     let now = db::now();
@@ -466,7 +481,9 @@ async fn show_view(
             .map(|t| TicketRow::new(t, now, reach))
             .collect()
     };
-    let live = rows(tickets::live_for_profile(db, id).await?);
+    let shown = if all_live { -1 } else { LIVE_SHOWN };
+    let live = rows(tickets::live_for_profile(db, id, shown, reach.armed).await?);
+    let live_total = tickets::count_live_for_profile(db, id).await?;
     let warning = match &profile.device_name {
         Some(box_name) if reach.tv_offline && live.iter().any(|t| t.is_running) => Some(format!(
             "“{box_name}” went offline while someone uses this profile. If its agent still runs \
@@ -485,7 +502,11 @@ async fn show_view(
         title: profile.name.clone(),
         page: ShowPage {
             profile,
+            live_shown: live.len(),
+            live_hidden: live_total - live.len() as i64,
             live,
+            live_total,
+            all_live: all_live && live_total > LIVE_SHOWN,
             ended,
             history,
             armed,
@@ -537,7 +558,7 @@ pub async fn update(
     };
     match profiles::update(db, id, &name, device).await? {
         Update::Done => Ok(Flash::success(
-            Redirect::to(uri!(show(id, _))),
+            Redirect::to(uri!(show(id, _, _))),
             format!("Profile “{name}” saved. If you renamed it, rename it in Kodi too."),
         )),
         Update::NameTaken => Ok(back(format!(
@@ -556,7 +577,8 @@ pub async fn delete_page(
 ) -> Result<Template> {
     let profile = profiles::find(db, id).await?.ok_or(Error::NotFound)?;
     let now = db::now();
-    let watching = tickets::live_for_profile(db, id)
+    // The running tickets alone: none of the unused ones.
+    let watching = tickets::live_for_profile(db, id, 0, None)
         .await?
         .iter()
         .any(|t| t.state_at(now) == kodi_tickets_protocol::TicketState::InUse);
@@ -573,7 +595,7 @@ pub async fn delete_page(
         },
         action: uri!(delete(id)).to_string(),
         button: "Delete profile".into(),
-        cancel: uri!(show(id, _)).to_string(),
+        cancel: uri!(show(id, _, _)).to_string(),
     };
     Ok(render("confirm", "Delete profile", chrome, page))
 }

@@ -40,7 +40,7 @@ pub fn routes() -> Vec<Route> {
 }
 
 fn back_to_profile(profile_id: ProfileId) -> Redirect {
-    Redirect::to(uri!(profiles::show(profile_id, _)))
+    Redirect::to(uri!(profiles::show(profile_id, _, _)))
 }
 
 /// Lengths offered as one-click choices on the ticket form.
@@ -205,7 +205,7 @@ pub async fn delete_page(
         },
         action: uri!(delete(id)).to_string(),
         button: "Delete ticket".into(),
-        cancel: uri!(profiles::show(ticket.profile_id, _)).to_string(),
+        cancel: uri!(profiles::show(ticket.profile_id, _, _)).to_string(),
     };
     Ok(crate::views::render(
         "confirm",
@@ -313,7 +313,7 @@ pub async fn end_page(
         ),
         action: uri!(end_now(id)).to_string(),
         button: format!("End ticket {} now", ticket.lock_code),
-        cancel: uri!(profiles::show(ticket.profile_id, _)).to_string(),
+        cancel: uri!(profiles::show(ticket.profile_id, _, _)).to_string(),
     };
     Ok(crate::views::render("confirm", "End ticket", chrome, page))
 }
