@@ -15,6 +15,7 @@ use kodi_tickets_server::db::{
     self, tickets::Created, DeliveryId, DeviceId, Pool, ProfileId, TicketId,
 };
 use kodi_tickets_server::enrol;
+use kodi_tickets_server::known_tokens::KnownTokens;
 use kodi_tickets_server::presence::Changes;
 use rocket::fairing::AdHoc;
 use rocket_db_pools::Database;
@@ -24,6 +25,7 @@ struct Server {
     url: String,
     pool: Pool,
     changes: Changes,
+    known: KnownTokens,
     _dir: tempfile::TempDir,
 }
 
@@ -60,18 +62,20 @@ async fn start_server_with(tls: Option<(&Path, &Path)>) -> Server {
             Box::pin(async move {
                 let pool = Pool::clone(db::Db::fetch(rocket).unwrap());
                 let changes = rocket.state::<Changes>().unwrap().clone();
+                let known = rocket.state::<KnownTokens>().unwrap().clone();
                 let port = rocket.config().port;
                 if let Some(tx) = tx.lock().unwrap().take() {
-                    let _ = tx.send((port, pool, changes));
+                    let _ = tx.send((port, pool, changes, known));
                 }
             })
         }));
     tokio::spawn(rocket.launch());
-    let (port, pool, changes) = rx.await.unwrap();
+    let (port, pool, changes, known) = rx.await.unwrap();
     Server {
         url: format!("{scheme}://127.0.0.1:{port}"),
         pool,
         changes,
+        known,
         _dir: dir,
     }
 }
@@ -351,7 +355,9 @@ async fn a_revoked_device_is_cut_off_at_once() {
     let (token, device, _) = server.device_with_profile().await;
     let client = ServerClient::new(&server.url, &token).unwrap();
     let mut events = Box::pin(client.events().await.unwrap());
+    // As the Devices page revokes: the row, the server's belief in the token, the stream.
     db::devices::revoke(&server.pool, device).await.unwrap();
+    server.known.forget(device);
     server.changes.notify(Some(device));
     // NOTE: well within the stream's 5 s re-check: the wake-up itself ends it.
     let end = tokio::time::timeout(Duration::from_secs(3), events.next())

@@ -7,7 +7,7 @@
 //! process, is refused once its entry is older than [`LIFE`]: the command says so.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::db::DeviceId;
@@ -18,8 +18,9 @@ pub const LIFE: Duration = Duration::from_secs(5);
 /// tokens are ever added, so the count stays near the number of boxes.
 const PRUNE_ABOVE: usize = 4096;
 
-#[derive(Debug, Default)]
-pub struct KnownTokens(Mutex<HashMap<String, (DeviceId, Instant)>>);
+/// Shared by clones: the server manages one, and whoever revokes a token forgets it there.
+#[derive(Debug, Clone, Default)]
+pub struct KnownTokens(Arc<Mutex<HashMap<String, (DeviceId, Instant)>>>);
 
 impl KnownTokens {
     /// The device whose token has this hash, if it was found live less than [`LIFE`] ago.
