@@ -10,13 +10,14 @@ use kodi_tickets_agent::server::{ServerClient, ServerError};
 use kodi_tickets_protocol::{
     AgentEvent, AgentStatus, DeliveryOutcome, DeliveryReport, LoggedOff, LoginRequest,
 };
+use kodi_tickets_server::config::AppConfig;
 use kodi_tickets_server::db::deliveries::Retried;
 use kodi_tickets_server::db::{
     self, tickets::Created, DeliveryId, DeviceId, Pool, ProfileId, TicketId,
 };
-use kodi_tickets_server::enrol;
 use kodi_tickets_server::known_tokens::KnownTokens;
 use kodi_tickets_server::presence::Changes;
+use kodi_tickets_server::{enrol, gate};
 use rocket::fairing::AdHoc;
 use rocket_db_pools::Database;
 use tokio::sync::oneshot;
@@ -56,21 +57,24 @@ async fn start_server_with(tls: Option<(&Path, &Path)>) -> Server {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let (tx, rx) = oneshot::channel();
     let tx = std::sync::Mutex::new(Some(tx));
-    let rocket = kodi_tickets_server::rocket_from(figment)
-        .unwrap()
-        .attach(AdHoc::on_liftoff("test handle", move |rocket| {
-            Box::pin(async move {
-                let pool = Pool::clone(db::Db::fetch(rocket).unwrap());
-                let changes = rocket.state::<Changes>().unwrap().clone();
-                let known = rocket.state::<KnownTokens>().unwrap().clone();
-                let port = rocket.config().port;
-                if let Some(tx) = tx.lock().unwrap().take() {
-                    let _ = tx.send((port, pool, changes, known));
-                }
-            })
-        }));
+    let rocket = kodi_tickets_server::rocket_from(figment).unwrap();
+    // As the server runs: behind its gate, which serves most agents' streams itself.
+    let app: AppConfig = rocket.figment().extract().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (rocket, _opened) = gate::in_front_of(rocket, listener, app.gate_limits());
+    let rocket = rocket.attach(AdHoc::on_liftoff("test handle", move |rocket| {
+        Box::pin(async move {
+            let pool = Pool::clone(db::Db::fetch(rocket).unwrap());
+            let changes = rocket.state::<Changes>().unwrap().clone();
+            let known = rocket.state::<KnownTokens>().unwrap().clone();
+            if let Some(tx) = tx.lock().unwrap().take() {
+                let _ = tx.send((pool, changes, known));
+            }
+        })
+    }));
     tokio::spawn(rocket.launch());
-    let (port, pool, changes, known) = rx.await.unwrap();
+    let (pool, changes, known) = rx.await.unwrap();
     Server {
         url: format!("{scheme}://127.0.0.1:{port}"),
         pool,
@@ -347,6 +351,84 @@ async fn tickets_reach_the_agent_at_least_once_and_reports_come_back() {
             .await
             .unwrap();
     assert_eq!((version.as_deref(), lock), (Some("20.1"), Some(false)));
+}
+
+/// The response head (without `date` and `server`), the `server` header and the first event
+/// of an agent's stream asked with `client`, its lines as SSE reads them (comments dropped,
+/// the one space after a field's colon too).
+async fn stream_opening(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> (Vec<(String, String)>, Option<String>, String) {
+    let mut response = client
+        .get(format!("{url}/api/agent/events"))
+        .bearer_auth(token)
+        .header("Accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut head: Vec<(String, String)> = response
+        .headers()
+        .iter()
+        .filter(|(name, _)| !["date", "server"].contains(&name.as_str()))
+        .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_owned()))
+        .collect();
+    head.sort();
+    let server = response
+        .headers()
+        .get("server")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let mut body = String::new();
+    while !body.contains("}\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+            .await
+            .expect("an event within 10 s")
+            .unwrap()
+            .expect("stream open");
+        body.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let event = body
+        .lines()
+        .filter(|line| !line.starts_with(':') && !line.is_empty())
+        .map(|line| match line.split_once(':') {
+            Some((field, value)) => format!("{field}:{}", value.strip_prefix(' ').unwrap_or(value)),
+            None => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    (head, server, event)
+}
+
+#[tokio::test]
+async fn a_stream_is_the_same_whether_the_gate_or_rocket_serves_it() {
+    let server = start_server().await;
+    let (token, _, profile) = server.device_with_profile().await;
+    let (_, lock_code) = server.ticket(profile, 30).await;
+    // A stream asked on a new connection is served by the gate itself.
+    let (fresh_head, fresh_server, fresh_event) =
+        stream_opening(&reqwest::Client::new(), &server.url, &token).await;
+    // One asked on a connection that carried another request first goes on to Rocket.
+    let reusing = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    let health = reusing.get(format!("{}/healthz", server.url)).send().await;
+    assert!(!health.unwrap().bytes().await.unwrap().is_empty());
+    let (reused_head, reused_server, reused_event) =
+        stream_opening(&reusing, &server.url, &token).await;
+    // Rocket names itself; the gate does not.
+    assert_eq!(fresh_server, None);
+    assert_eq!(reused_server.as_deref(), Some("Rocket"));
+    assert_eq!(fresh_head, reused_head);
+    assert!(fresh_head.contains(&("cache-control".into(), "no-store".into())));
+    assert_eq!(fresh_event, reused_event);
+    assert!(
+        fresh_event.starts_with("event:arm\ndata:{"),
+        "{fresh_event}"
+    );
+    assert!(fresh_event.contains(&lock_code), "{fresh_event}");
 }
 
 #[tokio::test]

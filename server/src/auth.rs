@@ -129,26 +129,37 @@ impl<'r> FromRequest<'r> for Device {
         else {
             return request::Outcome::Error(unauthorized);
         };
-        // NOTE: looked up by hash, so the comparison never touches the secret itself.
-        let token_hash = token::hash(bearer.trim());
         let known = req.rocket().state::<KnownTokens>();
-        if let Some(id) = known.and_then(|k| k.device(&token_hash)) {
-            return request::Outcome::Success(Device { id, token_hash });
-        }
         let pool = try_outcome!(req.guard::<&State<Db>>().await.map_error(|_| (
             Status::InternalServerError,
             Error::Internal("no database".into())
         )));
-        match db::devices::authenticate(pool, &token_hash).await {
-            Ok(Some(id)) => {
-                if let Some(known) = known {
-                    known.remember(&token_hash, id);
-                }
-                request::Outcome::Success(Device { id, token_hash })
-            }
+        match Device::with_token(bearer, pool, known).await {
+            Ok(Some(device)) => request::Outcome::Success(device),
             Ok(None) => request::Outcome::Error(unauthorized),
-            Err(e) => request::Outcome::Error((Status::InternalServerError, e.into())),
+            Err(e) => request::Outcome::Error((Status::InternalServerError, e)),
         }
+    }
+}
+
+impl Device {
+    /// The live device whose token this is (`Authorization: Bearer <token>`), if any; found
+    /// among the tokens recently found live, else in the database.
+    pub async fn with_token(
+        bearer: &str,
+        pool: &db::Pool,
+        known: Option<&KnownTokens>,
+    ) -> Result<Option<Device>, Error> {
+        // NOTE: looked up by hash, so the comparison never touches the secret itself.
+        let token_hash = token::hash(bearer.trim());
+        if let Some(id) = known.and_then(|k| k.device(&token_hash)) {
+            return Ok(Some(Device { id, token_hash }));
+        }
+        let found = db::devices::authenticate(pool, &token_hash).await?;
+        if let (Some(id), Some(known)) = (found, known) {
+            known.remember(&token_hash, id);
+        }
+        Ok(found.map(|id| Device { id, token_hash }))
     }
 }
 

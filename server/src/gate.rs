@@ -9,18 +9,22 @@
 //! for a while. It also notices a client whose network went away (a box unplugged, its Wi-Fi
 //! down): the kernel gives up on data it cannot deliver, and on a quiet connection it probes.
 //! Rocket sees every connection come from the gate; [`Peers`] tells it which client address
-//! stands behind each one, and when that client is gone.
+//! stands behind each one, and when that client is gone. An agent's event stream, the one
+//! request thousands of boxes keep open, is served by the gate itself where it can
+//! ([`AgentStreams`]).
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use rocket::fairing::AdHoc;
+use rocket::{Build, Rocket};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::time::{sleep_until, timeout, Instant};
 
 /// How the gate treats connections; from the app's settings.
@@ -37,10 +41,20 @@ pub struct Limits {
     pub silent: Duration,
 }
 
+impl Limits {
+    /// Time a client has to send its first request: the request limit, or when there is none,
+    /// the idle one.
+    fn request_or_idle(&self) -> Duration {
+        match self.request.is_zero() {
+            true => self.idle,
+            false => self.request,
+        }
+    }
+}
+
 /// Time a write to one side may take; a peer that stops reading loses its connection.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Bytes moved per read. Allocated per read, so that the thousands of idle agent and page
-/// streams hold no buffers.
+/// Bytes moved per read. Allocated per read, so that idle streams hold no buffers.
 const CHUNK: usize = 16 * 1024;
 /// The answer to a connection over its address's cap.
 const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\n\
@@ -150,8 +164,64 @@ impl Drop for Admitted {
     }
 }
 
-/// Accepts connections on `listener` for ever and relays each to Rocket at `upstream`.
-pub async fn run(listener: TcpListener, upstream: SocketAddr, peers: Peers, limits: Limits) {
+/// Puts the gate on `listener` in front of `rocket`, which is moved to a loopback port of its
+/// own; the gate opens once Rocket has lifted off, and then `opened` says whether it speaks
+/// HTTPS. Agents' streams are served by the gate itself where it can (see [`AgentStreams`]).
+pub fn in_front_of(
+    rocket: Rocket<Build>,
+    listener: TcpListener,
+    limits: Limits,
+) -> (Rocket<Build>, oneshot::Receiver<Opened>) {
+    let (rocket, peers) = match rocket.state::<Peers>().cloned() {
+        Some(peers) => (rocket, peers),
+        None => {
+            let peers = Peers::default();
+            (rocket.manage(peers.clone()), peers)
+        }
+    };
+    let behind_gate = rocket
+        .figment()
+        .clone()
+        .merge(("address", Ipv4Addr::LOCALHOST))
+        .merge(("port", 0));
+    let (opened, opened_seen) = oneshot::channel();
+    let listener = Mutex::new(Some((listener, opened)));
+    let rocket = rocket
+        .configure(behind_gate)
+        .attach(AdHoc::on_liftoff("Gate", move |rocket| {
+            let taken = listener
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            let upstream = SocketAddr::from((Ipv4Addr::LOCALHOST, rocket.config().port));
+            let tls = rocket.config().tls_enabled();
+            let streams = AgentStreams::of(rocket).map(Arc::new);
+            Box::pin(async move {
+                if let Some((listener, opened)) = taken {
+                    let _ = opened.send(Opened { tls });
+                    tokio::spawn(run(listener, upstream, peers, limits, streams));
+                }
+            })
+        }));
+    (rocket, opened_seen)
+}
+
+/// The gate is open.
+#[derive(Debug)]
+pub struct Opened {
+    /// Whether Rocket behind it speaks HTTPS.
+    pub tls: bool,
+}
+
+/// Accepts connections on `listener` for ever; serves agents' streams it can (`streams`) and
+/// relays every other connection to Rocket at `upstream`.
+pub async fn run(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    peers: Peers,
+    limits: Limits,
+    streams: Option<Arc<AgentStreams>>,
+) {
     let counts = Counts::default();
     loop {
         let (client, address) = match listener.accept().await {
@@ -174,8 +244,14 @@ pub async fn run(listener: TcpListener, upstream: SocketAddr, peers: Peers, limi
             continue;
         };
         let peers = peers.clone();
+        let streams = streams.clone();
         tokio::spawn(async move {
-            if let Err(e) = pass(client, address.ip(), upstream, &peers, limits).await {
+            let to = Upstream {
+                rocket: upstream,
+                peers: &peers,
+                streams: streams.as_deref(),
+            };
+            if let Err(e) = pass(client, address.ip(), to, limits).await {
                 tracing::debug!("connection from {address} ended: {e}");
             }
             drop(admitted);
@@ -188,19 +264,42 @@ async fn refuse(mut client: TcpStream) {
     let _ = client.shutdown().await;
 }
 
+/// Where the gate sends a connection.
+struct Upstream<'a> {
+    rocket: SocketAddr,
+    peers: &'a Peers,
+    streams: Option<&'a AgentStreams>,
+}
+
 async fn pass(
     client: TcpStream,
     client_ip: IpAddr,
-    upstream: SocketAddr,
-    peers: &Peers,
+    upstream: Upstream<'_>,
     limits: Limits,
 ) -> io::Result<()> {
     notice_silence(&client, limits.silent)?;
-    let rocket = TcpStream::connect(upstream).await?;
+    let opened = Instant::now();
+    let (client, first_bytes) = match upstream.streams {
+        Some(streams) => {
+            let deadline = opened + limits.request_or_idle();
+            match streams.take(client, deadline).await? {
+                Some(given_back) => given_back,
+                None => return Ok(()),
+            }
+        }
+        None => (client, Vec::new()),
+    };
+    let mut rocket = TcpStream::connect(upstream.rocket).await?;
     // The connection is known to Peers before its first byte reaches Rocket, so every request
     // on it finds its client.
     let (gone, gone_seen) = watch::channel(false);
-    let _entry = peers.enter(rocket.local_addr()?, client_ip, gone_seen);
+    let _entry = upstream
+        .peers
+        .enter(rocket.local_addr()?, client_ip, gone_seen);
+    timeout(WRITE_TIMEOUT, rocket.write_all(&first_bytes))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "Rocket stopped reading"))??;
+    drop(first_bytes);
     client.set_nodelay(true)?;
     rocket.set_nodelay(true)?;
     let (from_client, to_client) = client.into_split();
@@ -211,7 +310,7 @@ async fn pass(
         from_rocket,
         to_rocket,
     };
-    relay(sides, limits, &gone).await
+    relay(sides, limits, &gone, opened).await
 }
 
 /// Has the kernel close the connection once data sent to the client stays unacknowledged for
@@ -241,14 +340,19 @@ struct Sides {
 /// Moves bytes both ways until both sides are done, or a limit is passed; `gone` turns true
 /// when the client hangs up. A request is pending from the connection's start, and from a
 /// client's byte sent while no answer was coming, until Rocket's next byte.
-async fn relay(sides: Sides, limits: Limits, gone: &watch::Sender<bool>) -> io::Result<()> {
+async fn relay(
+    sides: Sides,
+    limits: Limits,
+    gone: &watch::Sender<bool>,
+    opened: Instant,
+) -> io::Result<()> {
     let Sides {
         from_client,
         mut to_client,
         from_rocket,
         mut to_rocket,
     } = sides;
-    let mut pending_since = Some(Instant::now());
+    let mut pending_since = Some(opened);
     let mut last_traffic = Instant::now();
     let mut client_open = true;
     let mut rocket_open = true;
@@ -322,5 +426,8 @@ async fn forward(from: &OwnedReadHalf, to: &mut OwnedWriteHalf) -> io::Result<Mo
     }
 }
 
+mod agent_streams;
 #[cfg(test)]
 mod tests;
+
+pub use agent_streams::AgentStreams;

@@ -21,15 +21,23 @@ impl Fairing for SecurityHeaders {
     }
 
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
-        res.set_header(Header::new("Content-Security-Policy", CSP));
-        res.set_header(Header::new("X-Content-Type-Options", "nosniff"));
-        res.set_header(Header::new("X-Frame-Options", "DENY"));
-        // NOTE: `same-origin`, not `no-referrer`: under `no-referrer` browsers send
-        // `Origin: null` even with this server's own forms, and the Origin check needs theirs.
-        res.set_header(Header::new("Referrer-Policy", "same-origin"));
-        // Pages show PINs: never keep them in a shared cache or the back-button cache.
-        if !req.uri().path().starts_with("/static/") {
-            res.set_header(Header::new("Cache-Control", "no-store"));
+        for (name, value) in for_path(req.uri().path().as_str()) {
+            res.set_header(Header::new(name, value));
         }
     }
+}
+
+/// The security headers of a response to a request for `path`.
+pub fn for_path(path: &str) -> impl Iterator<Item = (&'static str, &'static str)> {
+    let always = [
+        ("Content-Security-Policy", CSP),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        // NOTE: `same-origin`, not `no-referrer`: under `no-referrer` browsers send
+        // `Origin: null` even with this server's own forms, and the Origin check needs theirs.
+        ("Referrer-Policy", "same-origin"),
+    ];
+    // Pages show PINs: never keep them in a shared cache or the back-button cache.
+    let not_cached = (!path.starts_with("/static/")).then_some(("Cache-Control", "no-store"));
+    always.into_iter().chain(not_cached)
 }

@@ -1,6 +1,7 @@
 //! Kodi Tickets server: the admin web pages, the tickets' database, the API for Kodi boxes and
 //! the worker that applies PINs to Kodi.
 
+pub mod agent_events;
 pub mod announce;
 pub mod auth;
 pub mod config;

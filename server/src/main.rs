@@ -40,12 +40,11 @@ async fn main() -> ExitCode {
 /// Listens on the configured address through the gate (see `gate`), with Rocket behind it on a
 /// loopback port of its own.
 async fn serve() -> anyhow::Result<()> {
-    use std::net::{Ipv4Addr, SocketAddr};
+    use std::net::SocketAddr;
 
     use anyhow::Context;
     use kodi_tickets_server::config::AppConfig;
     use kodi_tickets_server::gate;
-    use rocket::fairing::AdHoc;
 
     kodi_tickets_server::process::raise_open_files_limit();
     kodi_tickets_server::memory::return_large_blocks();
@@ -57,34 +56,15 @@ async fn serve() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {public}"))?;
     let public = listener.local_addr()?;
-    let peers = rocket
-        .state::<gate::Peers>()
-        .cloned()
-        .context("the gate's peers are not managed")?;
-    let (bound, port) = tokio::sync::oneshot::channel();
-    let behind_gate = rocket
-        .figment()
-        .clone()
-        .merge(("address", Ipv4Addr::LOCALHOST))
-        .merge(("port", 0));
-    let rocket = rocket
-        .configure(behind_gate)
-        .attach(AdHoc::on_liftoff("Gate", move |rocket| {
-            let bound_to = (rocket.config().port, rocket.config().tls_enabled());
-            Box::pin(async move {
-                let _ = bound.send(bound_to);
-            })
-        }));
-    let limits = app.gate_limits();
+    let (rocket, opened) = gate::in_front_of(rocket, listener, app.gate_limits());
     let (announced, announcement) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        // NOTE: no port means Rocket failed before liftoff, and its launch returns the error.
-        if let Ok((port, tls)) = port.await {
+        // NOTE: the gate does not open when Rocket fails before liftoff; its launch returns
+        // the error.
+        if let Ok(gate::Opened { tls }) = opened.await {
             let scheme = if tls { "https" } else { "http" };
             tracing::info!("Kodi Tickets is listening on {scheme}://{public}");
             let _ = announced.send(app.announce.then(|| announce(public, tls)).flatten());
-            let upstream = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-            gate::run(listener, upstream, peers, limits).await;
         }
     });
     rocket.launch().await?;

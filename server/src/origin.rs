@@ -37,6 +37,11 @@ fn host_allowed(domain: &str, allowed: &[String]) -> bool {
             .any(|a| a.trim_end_matches('.').eq_ignore_ascii_case(name))
 }
 
+/// Whether a `Host` header's value names this server.
+pub fn names_this_server(host: &str, allowed: &[String]) -> bool {
+    host_allowed(domain_of(host), allowed)
+}
+
 /// A `Host` header without its port: `[::1]:5000` → `[::1]`, `kodi.lan:5000` → `kodi.lan`.
 fn domain_of(host: &str) -> &str {
     let host = host.trim();
@@ -58,7 +63,7 @@ fn refusal(req: &Request<'_>, allowed: &[String]) -> Option<Refusal> {
     // NOTE: a request without `Host` is not a browser's (browsers always send it), so it
     // cannot be rebound.
     let host = req.headers().get_one("Host");
-    if host.is_some_and(|h| !host_allowed(domain_of(h), allowed)) {
+    if host.is_some_and(|h| !names_this_server(h, allowed)) {
         return Some(Refusal::Host);
     }
     let origin = req.headers().get_one("Origin");

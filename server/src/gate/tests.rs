@@ -20,7 +20,7 @@ async fn setup(limits: Limits) -> Setup {
     tokio::spawn(stand_in_for_rocket(rocket, peers.clone()));
     let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(run(listener, upstream, peers, limits));
+    tokio::spawn(run(listener, upstream, peers, limits, None));
     Setup {
         gate: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
     }
@@ -213,7 +213,7 @@ async fn stream_setup(limits: Limits) -> (SocketAddr, Peers, TcpListener) {
     let upstream = rocket.local_addr().unwrap();
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
     let gate = listener.local_addr().unwrap();
-    tokio::spawn(run(listener, upstream, peers.clone(), limits));
+    tokio::spawn(run(listener, upstream, peers.clone(), limits, None));
     (gate, peers, rocket)
 }
 

@@ -1,36 +1,30 @@
 //! The agent's side of the API: a live stream of what to do on the box, and its reports.
 
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use kodi_tickets_protocol::times::parse_rfc3339;
-use kodi_tickets_protocol::{AgentEvent, AgentStatus, DeliveryReport, LoggedOff};
+use kodi_tickets_protocol::{AgentStatus, DeliveryReport, LoggedOff};
+use rocket::futures::StreamExt;
 use rocket::response::stream::{Event, EventStream};
 use rocket::serde::json::Json;
-use rocket::tokio::{self, time};
+use rocket::tokio;
 use rocket::{get, post, routes, Route, Shutdown, State};
 
+use crate::agent_events;
 use crate::auth::Device;
 use crate::db::{self, deliveries, devices, tickets, withdrawals, Db, DeliveryId, TicketId};
 use crate::error::{Error, Result};
 use crate::gate::Peers;
 use crate::presence::{Changes, Presence};
-use crate::views::rfc3339;
 
 pub fn routes() -> Vec<Route> {
     routes![events, report, withdrawn, logged_off, status]
 }
 
-/// How often an open stream re-checks its device (revocation, sessions) without a change.
-const TICK: Duration = Duration::from_secs(5);
-/// How long after its end a session is still looked at, so "end now" reaches a connection
-/// that was told the session runs.
-const ENDED_GRACE_SECS: i64 = 300;
-
-/// Server-sent events for one device: every unacknowledged delivery and deleted ticket and
-/// every running session on connect, then each new one as it happens. Ends when the device is
-/// revoked or paired again, and as soon as the gate sees the box go (so its pages show it offline at once).
+/// Server-sent events for one device (see [`agent_events`]). Ends when the device is revoked
+/// or paired again, and as soon as the gate sees the box go (so its pages show it offline at
+/// once). Most agents' streams are served by the gate itself; this one serves the rest (HTTPS,
+/// a connection that carried another request first).
 #[get("/agent/events")]
 fn events(
     device: Device,
@@ -38,89 +32,19 @@ fn events(
     presence: &State<Presence>,
     peers: &State<Peers>,
     gate_end: Option<SocketAddr>,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) -> EventStream![Event + 'static] {
-    let pool = db::Pool::clone(db);
-    let mut online = presence.connect(device.id);
+    let online = presence.connect(device.id);
     let mut departure = peers.departure(gate_end);
-    EventStream! {
-        let mut sent_deliveries = HashSet::new();
-        let mut sent_withdrawals = HashSet::new();
-        let mut sent_sessions: HashMap<TicketId, i64> = HashMap::new();
-        loop {
-            match devices::is_live(&pool, device.id, &device.token_hash).await {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => tracing::error!("agent stream: {e}"),
-            }
-            let pending = match deliveries::pending_for_device(&pool, device.id).await {
-                Ok(pending) => {
-                    sent_deliveries.retain(|sent| pending.iter().any(|job| sent == &(job.id, job.requeues)));
-                    pending
-                }
-                Err(e) => {
-                    tracing::error!("agent stream: {e}");
-                    Vec::new()
-                }
-            };
-            for job in pending {
-                // NOTE: keyed by the requeue count too: a delivery that failed and was queued
-                // again (the page's Retry) before this stream looked is still sent again.
-                if sent_deliveries.insert((job.id, job.requeues)) {
-                    yield Event::json(&AgentEvent::Arm {
-                        delivery_id: job.id.0,
-                        ticket_id: job.ticket_id.0,
-                        profile: job.profile_name,
-                        lock_code: job.lock_code,
-                    })
-                    .event("arm");
-                }
-            }
-            match withdrawals::for_device(&pool, device.id).await {
-                Ok(withdrawn) => {
-                    sent_withdrawals.retain(|id| withdrawn.iter().any(|w| w.ticket_id == *id));
-                    for w in withdrawn {
-                        if sent_withdrawals.insert(w.ticket_id) {
-                            yield Event::json(&AgentEvent::Withdrawn {
-                                ticket_id: w.ticket_id.0,
-                                profile: w.profile_name,
-                            })
-                            .event("withdrawn");
-                        }
-                    }
-                }
-                Err(e) => tracing::error!("agent stream: {e}"),
-            }
-            let now = db::now();
-            for s in tickets::sessions_for_device(&pool, device.id, now, ENDED_GRACE_SECS)
-                .await
-                .unwrap_or_default()
-            {
-                // NOTE: an ended session goes only to a connection that was told it runs (the
-                // admin's "end now"); repeating old ends on reconnect would log off whoever
-                // uses the profile now.
-                let told = sent_sessions.contains_key(&s.ticket_id);
-                if s.expires_at <= now && !told {
-                    continue;
-                }
-                if sent_sessions.insert(s.ticket_id, s.expires_at) != Some(s.expires_at) {
-                    yield Event::json(&AgentEvent::Session {
-                        ticket_id: s.ticket_id.0,
-                        profile: s.profile_name,
-                        expires_at: rfc3339(s.expires_at),
-                    })
-                    .event("session");
-                }
-            }
-            tokio::select! {
-                _ = online.changed() => {}
-                _ = time::sleep(TICK) => {}
-                _ = &mut shutdown => break,
-                () = departure.wait() => break,
-            }
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            () = departure.wait() => {}
         }
-    }
-    .heartbeat(Duration::from_secs(15))
+    };
+    let events = agent_events::follow(db::Pool::clone(db), device, online, stop);
+    EventStream::from(events.map(|event| Event::json(&event).event(agent_events::kind(&event))))
+        .heartbeat(agent_events::HEARTBEAT)
 }
 
 #[post("/agent/deliveries/<id>", data = "<report>")]
