@@ -646,7 +646,7 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
     let mut figures = Vec::new();
     let mut rss_by_part = Map::new();
     // The peak of every part but the big fleet, which has a figure of its own.
-    let mut load_peak = 0.0f64;
+    let mut load_peak: Option<f64> = None;
     for part in PARTS
         .into_iter()
         .filter(|p| !["cold", "kodi"].contains(p) && o.wants(p))
@@ -675,7 +675,7 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
         });
         let (peak, now) = watch.part_peak();
         if part != "fleet10k" {
-            load_peak = load_peak.max(peak);
+            load_peak = Some(load_peak.map_or(peak, |p| p.max(peak)));
         }
         rss_by_part.insert(
             part.into(),
@@ -700,7 +700,8 @@ async fn run(o: Options, root: PathBuf) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let peak = watch.finish().await?;
     let hwm = procs::memory_mib(server.pid()).map_or(f64::NAN, |m| m.1);
-    f_rss_load.rounds.push(load_peak);
+    // NOTE: unmeasured (n/a) when the big fleet ran alone.
+    f_rss_load.rounds.extend(load_peak);
     f_rss_load.detail("sampled_peak_mib", report::finite(peak));
     f_rss_load.detail("vmhwm_mib", report::finite(hwm));
     f_rss_load.detail("by_part", Value::Object(rss_by_part));

@@ -39,6 +39,16 @@ impl KnownTokens {
         known.insert(token_hash.to_owned(), (id, Instant::now()));
     }
 
+    /// Drops the entries too old to be believed, and the room they took. The sweeper calls it:
+    /// after thousands of boxes came and went, their entries would otherwise stay (until more
+    /// than [`PRUNE_ABOVE`] new ones come) and, scattered among the memory their connections
+    /// freed, keep much of it from going back to the system.
+    pub fn forget_stale(&self) {
+        let mut known = self.lock();
+        known.retain(|_, (_, found_at)| found_at.elapsed() < LIFE);
+        known.shrink_to_fit();
+    }
+
     /// Forgets every token of a device: it was revoked or given a new one.
     pub fn forget(&self, id: DeviceId) {
         self.lock().retain(|_, (known, _)| *known != id);
@@ -78,5 +88,21 @@ mod tests {
         tokens.remember("new", id);
         assert_eq!(tokens.0.lock().unwrap().len(), 1);
         assert_eq!(tokens.device("new"), Some(id));
+    }
+
+    #[test]
+    fn the_sweep_forgets_stale_entries_and_gives_their_room_back() {
+        let tokens = KnownTokens::default();
+        let stale = Instant::now() - LIFE - Duration::from_millis(1);
+        tokens
+            .0
+            .lock()
+            .unwrap()
+            .extend((0..10_000).map(|i| (format!("old{i}"), (DeviceId(i), stale))));
+        tokens.remember("fresh", DeviceId(1));
+        tokens.forget_stale();
+        let known = tokens.0.lock().unwrap();
+        assert_eq!(known.keys().collect::<Vec<_>>(), ["fresh"]);
+        assert!(known.capacity() < 100, "{}", known.capacity());
     }
 }

@@ -11,6 +11,7 @@ use rocket_db_pools::Database;
 use crate::config::AppConfig;
 use crate::db::sessions::Lifetimes;
 use crate::db::{self, Db};
+use crate::known_tokens::KnownTokens;
 
 const PERIOD: Duration = Duration::from_secs(15);
 
@@ -22,10 +23,11 @@ pub fn stage() -> AdHoc {
                 .state::<AppConfig>()
                 .expect("configuration attached")
                 .session_lifetimes();
+            let known = rocket.state::<KnownTokens>().cloned().unwrap_or_default();
             let shutdown = rocket.shutdown();
             tokio::spawn(async move {
                 tokio::select! {
-                    _ = sweep_forever(pool, lifetimes) => {}
+                    _ = sweep_forever(pool, lifetimes, known) => {}
                     _ = shutdown => {}
                 }
             });
@@ -33,7 +35,7 @@ pub fn stage() -> AdHoc {
     })
 }
 
-async fn sweep_forever(pool: db::Pool, lifetimes: Lifetimes) {
+async fn sweep_forever(pool: db::Pool, lifetimes: Lifetimes, known: KnownTokens) {
     let mut ticks = time::interval(PERIOD);
     loop {
         ticks.tick().await;
@@ -47,6 +49,7 @@ async fn sweep_forever(pool: db::Pool, lifetimes: Lifetimes) {
             Ok(n) => tracing::info!("{n} expired admin session(s) deleted"),
             Err(e) => tracing::error!("cannot delete expired sessions: {e}"),
         }
+        known.forget_stale();
         crate::memory::give_back();
     }
 }
