@@ -185,22 +185,15 @@ pub fn in_front_of(
         .merge(("address", Ipv4Addr::LOCALHOST))
         .merge(("port", 0));
     let (opened, opened_seen) = oneshot::channel();
-    let listener = Mutex::new(Some((listener, opened)));
     let rocket = rocket
         .configure(behind_gate)
         .attach(AdHoc::on_liftoff("Gate", move |rocket| {
-            let taken = listener
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
             let upstream = SocketAddr::from((Ipv4Addr::LOCALHOST, rocket.config().port));
             let tls = rocket.config().tls_enabled();
             let streams = AgentStreams::of(rocket).map(Arc::new);
             Box::pin(async move {
-                if let Some((listener, opened)) = taken {
-                    let _ = opened.send(Opened { tls });
-                    tokio::spawn(run(listener, upstream, peers, limits, streams));
-                }
+                let _ = opened.send(Opened { tls });
+                tokio::spawn(run(listener, upstream, peers, limits, streams));
             })
         }));
     (rocket, opened_seen)
