@@ -27,14 +27,14 @@ impl KnownTokens {
     pub fn device(&self, token_hash: &str) -> Option<DeviceId> {
         let known = self.lock();
         let (id, found_at) = known.get(token_hash)?;
-        (found_at.elapsed() < LIFE).then_some(*id)
+        believed(found_at).then_some(*id)
     }
 
     /// Notes that the database just found this token live.
     pub fn remember(&self, token_hash: &str, id: DeviceId) {
         let mut known = self.lock();
         if known.len() >= PRUNE_ABOVE {
-            known.retain(|_, (_, found_at)| found_at.elapsed() < LIFE);
+            known.retain(|_, (_, found_at)| believed(found_at));
         }
         known.insert(token_hash.to_owned(), (id, Instant::now()));
     }
@@ -45,7 +45,7 @@ impl KnownTokens {
     /// freed, keep much of it from going back to the system.
     pub fn forget_stale(&self) {
         let mut known = self.lock();
-        known.retain(|_, (_, found_at)| found_at.elapsed() < LIFE);
+        known.retain(|_, (_, found_at)| believed(found_at));
         known.shrink_to_fit();
     }
 
@@ -57,6 +57,11 @@ impl KnownTokens {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (DeviceId, Instant)>> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Whether an entry found live at `found_at` is still believed.
+fn believed(found_at: &Instant) -> bool {
+    found_at.elapsed() < LIFE
 }
 
 #[cfg(test)]
