@@ -50,6 +50,7 @@ async fn sweep_forever(pool: db::Pool, lifetimes: Lifetimes, known: KnownTokens)
             Err(e) => tracing::error!("cannot delete expired sessions: {e}"),
         }
         known.forget_stale();
+        db::shrink_idle_connections(&pool).await;
         crate::memory::give_back();
     }
 }
