@@ -9,6 +9,7 @@ from addon_fakes import AGENT, FakeAgent
 from kodi_tickets import bus as bus_module
 from kodi_tickets import kodi as adapter
 from kodi_tickets import protocol
+from kodi_tickets import strings
 from kodi_tickets.bus import Bus, Reply
 
 
@@ -169,3 +170,35 @@ def test_the_waiter_never_asks_kodi_to_wait_forever(kodi):
     waiter = adapter.Waiter(adapter.BusMonitor())
     assert waiter.wait(0) is False  # the fake asserts timeout > 0
     assert kodi.waits == [adapter.MIN_WAIT]
+
+
+def test_the_bus_expects_the_agent_while_a_request_waits_and_just_after_its_answer(kodi, bus):
+    seen = []
+    kodi.agent = FakeAgent(delay=0.3)
+    assert not bus.expecting()  # at rest
+    reply = bus.request(protocol.PING, {}, protocol.PING_TIMEOUT, on_tick=lambda _: seen.append(bus.expecting()))
+    assert reply.answered
+    assert seen and all(seen)  # waiting
+    assert bus.expecting()  # the answer has just come: a follow-up may too
+    kodi.advance(bus_module.FOLLOW_UP + bus_module.STEP)
+    assert not bus.expecting()
+
+
+def test_the_listener_steps_short_only_while_the_agent_is_expected(kodi, bus):
+    ui = adapter.UI(icon=None)
+    listener = adapter.Listener(bus, ui)
+    assert listener.step() == listener.STEP
+    kodi.agent = FakeAgent(delay=0.1)
+    assert bus.ping().answered
+    assert listener.step() == listener.SHORT_STEP < listener.STEP
+    kodi.advance(bus_module.FOLLOW_UP + bus_module.STEP)
+    assert listener.step() == listener.STEP
+    # A `closing` that waits for a dialog to close before its `closed` keeps it short too.
+    progress = ui.progress(kodi.strings[strings.ADDON_NAME], kodi.strings[strings.CHECKING_PIN])
+    kodi.deliver_now(AGENT, protocol.CLOSING, {"request_id": "closing-1"})
+    listener.pump()
+    assert listener.step() == listener.SHORT_STEP
+    progress.close()
+    listener.pump()
+    assert kodi.sent(protocol.CLOSED) == [{"request_id": "closing-1"}]
+    assert listener.step() == listener.STEP

@@ -166,3 +166,10 @@ def test_the_pin_is_never_logged(kodi, env):
     flows.pin_pad(env)
     assert kodi.logs
     assert not any("2468" in message for _, message in kodi.logs)
+
+
+def test_a_quick_answer_opens_no_progress_dialog(kodi, env):
+    kodi.agent = FakeAgent(pins={"1234": ok_result()}, delay=flows.PROGRESS_AFTER / 4)
+    kodi.pin_inputs = ["1234"]
+    assert flows.pin_pad(env).kind == Outcome.OK
+    assert kodi.dialogs("progress") == []

@@ -10,8 +10,13 @@ import time
 
 from . import protocol
 
-# Each wait step; Kodi's waitForAbort wakes at once on abort anyway.
-STEP = 0.1
+# Each wait step for an answer. Kodi runs the Listener's callbacks only between its own wait
+# steps (kodi.py), so an answer reaches a waiting request after both: at 0.1 s each, a ping
+# and a PIN cost up to 0.4 s on the TV. Kodi's waitForAbort wakes at once on abort anyway.
+STEP = 0.02
+# After an answer, the agent's next message comes soon (`closing` follows an accepted PIN):
+# the Listener keeps its short step this long.
+FOLLOW_UP = 2.0
 # Re-send a ping or time_left that has no answer yet after this long (see Bus.request).
 RESEND_EVERY = 1.0
 # Warnings kept for the service to relay; older ones are dropped.
@@ -65,6 +70,7 @@ class Bus:
         self._warnings = []
         self._hold_until = None  # clock time until which no dialog may open (after `closing`)
         self._closing = []  # request ids of `closing` messages not yet acknowledged
+        self._answered_at = None  # clock time of the last answer to one of our requests
 
     # -- receiving (called from the Monitor) --------------------------------------------
 
@@ -86,6 +92,15 @@ class Bus:
                 return  # an answer to someone else's request (or the other entry point's)
             # The first answer counts: the agent answers once per request_id.
             self._answers.setdefault(rid, message)
+            self._answered_at = self._clock()
+
+    def expecting(self):
+        """True while a request waits for its answer, and shortly after one came: then the
+        agent's messages should reach the add-on at once, not at its idle pace."""
+        with self._lock:
+            if self._pending:
+                return True
+            return self._answered_at is not None and self._clock() - self._answered_at < FOLLOW_UP
 
     def take_warnings(self):
         """The warnings received since the last call, oldest first."""

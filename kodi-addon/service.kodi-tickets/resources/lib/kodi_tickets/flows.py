@@ -22,6 +22,11 @@ from . import protocol
 from . import strings as S
 from .bus import Reply
 
+# "Checking PIN" opens only when the agent's answer takes longer than this (the server is far
+# or slow): a quick answer, the usual case, opens and closes no dialog on the TV, which costs
+# Kodi a few frames each way before the profile can load.
+PROGRESS_AFTER = 0.5
+
 
 class Outcome:
     """How one go at the PIN pad ended."""
@@ -107,16 +112,22 @@ def pin_pad(env):
         _show(env, S.AGENT_NOT_RUNNING)
         return Outcome(Outcome.AGENT_DOWN)
 
-    progress = env.ui.progress(_heading(env), env.text(S.CHECKING_PIN))
+    progress = None
 
     def tick(fraction):
+        nonlocal progress
+        if progress is None:
+            if fraction * protocol.RESULT_TIMEOUT < PROGRESS_AFTER:
+                return False
+            progress = env.ui.progress(_heading(env), env.text(S.CHECKING_PIN))
         progress.update(min(100, int(fraction * 100)))
         return progress.cancelled()
 
     try:
         reply = env.bus.send_pin(pin, tick)
     finally:
-        progress.close()
+        if progress is not None:
+            progress.close()
 
     if reply.status == Reply.ABORTED:
         return Outcome(Outcome.ABORTED)

@@ -17,6 +17,7 @@ import xbmc
 import xbmcaddon
 import xbmcgui
 
+from . import bus as bus_module
 from . import config, protocol, script, service
 from .bus import Bus
 
@@ -76,7 +77,11 @@ class Listener(threading.Thread):
     """Receives the bus in its own thread (see the module docstring) until Kodi asks the
     add-on to stop or stop() is called, and handles `closing`."""
 
+    # Kodi runs the Monitor's callbacks only between the steps of waitForAbort: the step is
+    # how late a message from the agent can be handled. Short while the add-on expects one;
+    # at rest, few wake-ups (a Raspberry Pi runs Kodi on the same cores).
     STEP = 0.1
+    SHORT_STEP = bus_module.STEP
     # After closing the dialogs, how long to wait for the logic's modal call to return.
     CLOSE_WAIT = 1.5
 
@@ -106,10 +111,15 @@ class Listener(threading.Thread):
         finally:
             self._ready.set()
         try:
-            while not self._stop_event.is_set() and not self.monitor.waitForAbort(self.STEP):
+            while not self._stop_event.is_set() and not self.monitor.waitForAbort(self.step()):
                 self.pump()
         finally:
             self.monitor.handler = None
+
+    def step(self):
+        """Seconds until the next round: short while an answer or a follow-up is expected, or
+        while a `closing` still waits for its `closed`."""
+        return self.SHORT_STEP if self._unanswered or self._bus.expecting() else self.STEP
 
     def pump(self):
         """One round: close the dialogs for each new `closing`, and answer `closed` once the
@@ -134,9 +144,13 @@ class Progress:
         self._on_close = on_close
         self._dialog = xbmcgui.DialogProgress()
         self._dialog.create(heading, message)
+        self._percent = None
 
     def update(self, percent):
-        self._dialog.update(percent)
+        # Called on every wait step: Kodi redraws only when the figure moves.
+        if percent != self._percent:
+            self._percent = percent
+            self._dialog.update(percent)
 
     def cancelled(self):
         return self._dialog.iscanceled()
