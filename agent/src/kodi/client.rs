@@ -74,12 +74,16 @@ impl Kodi {
         let profile = profile.map_err(rpc_error(GET_PROFILE))?.label;
         let window = gui.map_err(rpc_error(GET_GUI))?.currentwindow.id;
         let login_screen_window = window == LOGIN_SCREEN || LOCK_CODE_DIALOGS.contains(&window);
-        let at_login_screen =
-            login_screen_window && same_profile(&profile, &self.master_profile().await?.label);
+        let at_login_screen = login_screen_window && self.is_master(&profile).await?;
         Ok(SessionState {
             logged_on: !at_login_screen,
             profile,
         })
+    }
+
+    /// Whether `profile` is the master profile.
+    pub async fn is_master(&self, profile: &str) -> Result<bool, KodiError> {
+        Ok(same_profile(profile, &self.master_profile().await?.label))
     }
 
     /// Kodi's version as "20.1" (stable) or "21.0-beta2" (pre-release).

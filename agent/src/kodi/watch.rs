@@ -32,9 +32,13 @@ struct Timing {
     /// A profile switch drops the connection for 1–2 s; only a longer outage after a
     /// connection is reported as `Unreachable`.
     unreachable_grace: Duration,
-    /// After a `profiles.xml` change, give Kodi a moment: it writes the file in the middle
-    /// of a switch (and on settings saves, which change nothing here).
+    /// After a `profiles.xml` change while connected, give Kodi a moment: it writes the file
+    /// in the middle of a switch (and on settings saves, which change nothing here). Also
+    /// how long a read of the master profile just after a switch waits to be read again.
     settle: Duration,
+    /// After a `profiles.xml` change while Kodi is away (a switch), the wait before the next
+    /// connect, and the first retry after it; doubles like `backoff_min`.
+    switch_retry: Duration,
 }
 
 // NOTE: backoff_max bounds how late the agent sees Kodi back after a restart (its own
@@ -46,6 +50,7 @@ const TIMING: Timing = Timing {
     poll: Duration::from_secs(3),
     unreachable_grace: Duration::from_secs(3),
     settle: Duration::from_millis(200),
+    switch_retry: Duration::from_millis(20),
 };
 
 /// Watches Kodi at `addr` ("127.0.0.1:9090") until the receiver is dropped, sending each
@@ -95,10 +100,22 @@ async fn run(
     // When the last good connection was lost; `None` before the first one, so that a Kodi
     // that is down at start-up is reported at once.
     let mut lost_at: Option<Instant> = None;
+    // Whether Kodi rewrote profiles.xml while it was away: a switch, whose first read may
+    // be early (see `follow`).
+    let mut switched = false;
 
     loop {
         let outcome = match Kodi::connect(&addr).await {
-            Ok(kodi) => match follow(&kodi, &tx, &mut last, &mut changes, timing).await {
+            Ok(kodi) => match follow(
+                &kodi,
+                &tx,
+                &mut last,
+                &mut changes,
+                timing,
+                std::mem::take(&mut switched),
+            )
+            .await
+            {
                 Ended::ReceiverGone => return,
                 Ended::Lost(outcome) => outcome,
             },
@@ -133,15 +150,17 @@ async fn run(
         };
         if changed {
             // NOTE: Kodi rewrites profiles.xml right after dropping its clients for a profile
-            // switch (seen on 20.1), so this is the usual way a switch shows here: Kodi is
-            // about to listen again. Retry soon, but not once per event of the rewrite.
-            tracing::debug!("profiles.xml changed: reconnecting soon");
+            // switch and listens again ~20 ms later (seen on 20.1), so this is the usual way
+            // a switch shows here. Reconnect then, and often after, so that a login is
+            // reported as soon as Kodi can tell it; once per rewrite, not per event of it.
+            tracing::debug!("profiles.xml changed: Kodi is switching profiles");
             tokio::select! {
-                () = sleep(timing.settle) => {}
+                () = sleep(timing.switch_retry) => {}
                 () = tx.closed() => return,
             }
             drain(&mut changes);
-            backoff = timing.backoff_min;
+            switched = true;
+            backoff = timing.switch_retry;
         } else {
             backoff = (backoff * 2).min(timing.backoff_max);
         }
@@ -149,19 +168,33 @@ async fn run(
 }
 
 /// Reads the session now, on every `profiles.xml` change and on every poll tick, until the
-/// connection is lost or the receiver is dropped.
+/// connection is lost or the receiver is dropped. `switched`: Kodi is back from a profile
+/// switch.
 async fn follow(
     kodi: &Kodi,
     tx: &mpsc::Sender<Observation>,
     last: &mut Option<Observation>,
     changes: &mut Option<mpsc::Receiver<()>>,
     timing: Timing,
+    switched: bool,
 ) -> Ended {
     // The read on connect covers every change seen while disconnected.
     drain(changes);
     let mut answered = false;
+    let mut early = switched;
     loop {
         match kodi.session().await {
+            Ok(session) if std::mem::take(&mut early) && settling(kodi, &session).await => {
+                answered = true;
+                // NOTE: back from a switch to the master profile, Kodi shows the window it
+                // left for ~0.2 s (seen on 20.1): whether this is its login screen or the
+                // master's home is known only then. Any other profile is final at once.
+                tokio::select! {
+                    () = tx.closed() => return Ended::ReceiverGone,
+                    () = sleep(timing.settle) => {}
+                }
+                continue;
+            }
             Ok(session) => {
                 answered = true;
                 if send(tx, last, Observation::Session(session))
@@ -190,6 +223,12 @@ async fn follow(
             }
         }
     }
+}
+
+/// Whether a read just after a switch must wait for Kodi's window to settle: it names the
+/// master profile (or cannot tell).
+async fn settling(kodi: &Kodi, session: &SessionState) -> bool {
+    kodi.is_master(&session.profile).await.unwrap_or(true)
 }
 
 /// Sends `observation` unless it is the one sent last. `Break` when nobody listens.
@@ -256,7 +295,9 @@ fn watch_file(path: &Path) -> notify::Result<(RecommendedWatcher, mpsc::Receiver
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kodi::fake::{free_port, FakeKodi, Refuser, GET_CURRENT_PROFILE};
+    use crate::kodi::fake::{
+        free_port, FakeKodi, Refuser, GET_CURRENT_PROFILE, HOME, LOGIN_SCREEN,
+    };
 
     const FAST: Timing = Timing {
         backoff_min: Duration::from_millis(50),
@@ -264,6 +305,7 @@ mod tests {
         poll: Duration::from_millis(100),
         unreachable_grace: Duration::from_millis(500),
         settle: Duration::from_millis(20),
+        switch_retry: Duration::from_millis(10),
     };
 
     fn session(logged_on: bool, profile: &str) -> Observation {
@@ -381,6 +423,71 @@ mod tests {
         fake.log_in("Kids");
         std::fs::write(&xml, "<profiles><lastloaded>1</lastloaded></profiles>").unwrap();
         assert_eq!(next(&mut rx).await, session(true, "Kids"));
+    }
+
+    /// Kodi's side of a profile switch: it drops its clients, rewrites profiles.xml, then
+    /// listens again with the new profile loaded (`switch_to` changes the fake's state).
+    async fn switch(fake: &mut FakeKodi, xml: &Path, switch_to: impl FnOnce(&FakeKodi)) {
+        fake.stop().await;
+        std::fs::write(xml, "<profiles><lastloaded>1</lastloaded></profiles>").unwrap();
+        sleep(Duration::from_millis(50)).await;
+        switch_to(fake);
+        fake.restart().await;
+    }
+
+    #[tokio::test]
+    async fn a_profile_opened_by_a_switch_is_reported_as_soon_as_kodi_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let xml = dir.path().join("profiles.xml");
+        std::fs::write(&xml, "<profiles/>").unwrap();
+        let mut fake = FakeKodi::start().await;
+        // A settle this long would show in the time the login takes to arrive.
+        let timing = Timing {
+            settle: Duration::from_secs(5),
+            ..FAST
+        };
+        let mut rx = watch_with(fake.addr(), Some(xml.clone()), timing);
+        assert_eq!(next(&mut rx).await, session(false, "Master user"));
+
+        switch(&mut fake, &xml, |fake| fake.log_in("Kids")).await;
+        let back = Instant::now();
+        assert_eq!(next(&mut rx).await, session(true, "Kids"));
+        assert!(
+            back.elapsed() < timing.settle,
+            "seen {:?} after Kodi was back",
+            back.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_master_profile_after_a_switch_is_read_again_once_kodi_shows_its_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let xml = dir.path().join("profiles.xml");
+        std::fs::write(&xml, "<profiles/>").unwrap();
+        let mut fake = FakeKodi::start().await;
+        fake.log_in("Kids");
+        let timing = Timing {
+            settle: Duration::from_millis(600),
+            ..FAST
+        };
+        let mut rx = watch_with(fake.addr(), Some(xml.clone()), timing);
+        assert_eq!(next(&mut rx).await, session(true, "Kids"));
+
+        // A log-off: the master profile is current at once, the login screen shows later.
+        switch(&mut fake, &xml, |fake| {
+            fake.set(|s| {
+                s.profile = "Master user".into();
+                s.window = HOME;
+            });
+        })
+        .await;
+        sleep(Duration::from_millis(200)).await;
+        fake.set(|s| s.window = LOGIN_SCREEN);
+        assert_eq!(
+            next(&mut rx).await,
+            session(false, "Master user"),
+            "never the master logged on"
+        );
     }
 
     #[tokio::test]
