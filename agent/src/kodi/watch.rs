@@ -315,6 +315,14 @@ mod tests {
         })
     }
 
+    /// A userdata folder holding a `profiles.xml`, and the file's path.
+    fn userdata() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let xml = dir.path().join("profiles.xml");
+        std::fs::write(&xml, "<profiles/>").unwrap();
+        (dir, xml)
+    }
+
     async fn next(rx: &mut mpsc::Receiver<Observation>) -> Observation {
         tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
@@ -374,9 +382,7 @@ mod tests {
 
     #[tokio::test]
     async fn rereads_at_once_when_profiles_xml_changes() {
-        let dir = tempfile::tempdir().unwrap();
-        let xml = dir.path().join("profiles.xml");
-        std::fs::write(&xml, "<profiles/>").unwrap();
+        let (dir, xml) = userdata();
         let fake = FakeKodi::start().await;
         // Polling far too slow to explain a quick re-read.
         let timing = Timing {
@@ -404,9 +410,7 @@ mod tests {
 
     #[tokio::test]
     async fn reconnects_at_once_when_profiles_xml_changes_while_kodi_is_away() {
-        let dir = tempfile::tempdir().unwrap();
-        let xml = dir.path().join("profiles.xml");
-        std::fs::write(&xml, "<profiles/>").unwrap();
+        let (_userdata, xml) = userdata();
         let port = free_port();
         // Without the change, the next connect would come an hour after the first failed.
         let timing = Timing {
@@ -437,9 +441,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_profile_opened_by_a_switch_is_reported_as_soon_as_kodi_answers() {
-        let dir = tempfile::tempdir().unwrap();
-        let xml = dir.path().join("profiles.xml");
-        std::fs::write(&xml, "<profiles/>").unwrap();
+        let (_userdata, xml) = userdata();
         let mut fake = FakeKodi::start().await;
         // A settle this long would show in the time the login takes to arrive.
         let timing = Timing {
@@ -461,9 +463,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_master_profile_after_a_switch_is_read_again_once_kodi_shows_its_window() {
-        let dir = tempfile::tempdir().unwrap();
-        let xml = dir.path().join("profiles.xml");
-        std::fs::write(&xml, "<profiles/>").unwrap();
+        let (_userdata, xml) = userdata();
         let mut fake = FakeKodi::start().await;
         fake.log_in("Kids");
         let timing = Timing {
