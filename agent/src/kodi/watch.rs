@@ -78,6 +78,8 @@ enum Ended {
     ReceiverGone,
     /// The connection dropped or stopped answering: `Ok` if it gave a session first.
     Lost(Result<(), KodiError>),
+    /// The connection dropped right after a `profiles.xml` change: Kodi is switching.
+    Switching,
 }
 
 async fn run(
@@ -105,29 +107,34 @@ async fn run(
     let mut switched = false;
 
     loop {
-        let outcome = match Kodi::connect(&addr).await {
-            Ok(kodi) => match follow(
-                &kodi,
-                &tx,
-                &mut last,
-                &mut changes,
-                timing,
-                std::mem::take(&mut switched),
-            )
-            .await
-            {
-                Ended::ReceiverGone => return,
-                Ended::Lost(outcome) => outcome,
-            },
-            Err(error) => Err(error),
+        let ended = match Kodi::connect(&addr).await {
+            Ok(kodi) => {
+                follow(
+                    &kodi,
+                    &tx,
+                    &mut last,
+                    &mut changes,
+                    timing,
+                    std::mem::take(&mut switched),
+                )
+                .await
+            }
+            Err(error) => Ended::Lost(Err(error)),
         };
-        match outcome {
-            Ok(()) => {
+        let switching = match ended {
+            Ended::ReceiverGone => return,
+            // The change that told of the switch was heard while connected: `follow` took it.
+            Ended::Switching => {
+                lost_at = Some(Instant::now());
+                true
+            }
+            Ended::Lost(Ok(())) => {
                 tracing::debug!(%addr, "Kodi connection lost");
                 backoff = timing.backoff_min;
                 lost_at = Some(Instant::now());
+                false
             }
-            Err(error) => {
+            Ended::Lost(Err(error)) => {
                 let within_grace =
                     lost_at.is_some_and(|at| at.elapsed() < timing.unreachable_grace);
                 if within_grace || last == Some(Observation::Unreachable) {
@@ -141,14 +148,16 @@ async fn run(
                         return;
                     }
                 }
+                false
             }
-        }
-        let changed = tokio::select! {
-            () = sleep(backoff) => false,
-            () = tx.closed() => return,
-            () = next_change(&mut changes) => true,
         };
-        if changed {
+        let switching = switching
+            || tokio::select! {
+                () = sleep(backoff) => false,
+                () = tx.closed() => return,
+                () = next_change(&mut changes) => true,
+            };
+        if switching {
             // NOTE: Kodi rewrites profiles.xml right after dropping its clients for a profile
             // switch and listens again ~20 ms later (seen on 20.1), so this is the usual way
             // a switch shows here. Reconnect then, and often after, so that a login is
@@ -217,7 +226,13 @@ async fn follow(
             () = sleep(timing.poll) => {}
             () = next_change(changes) => {
                 tracing::debug!("profiles.xml changed: reading the session again");
-                sleep(timing.settle).await;
+                tokio::select! {
+                    // NOTE: the rewrite of a switch can be heard before the drop that comes
+                    // just before it: then it is a switch after all.
+                    () = kodi.closed() => return Ended::Switching,
+                    () = tx.closed() => return Ended::ReceiverGone,
+                    () = sleep(timing.settle) => {}
+                }
                 // One rewrite fires several events: read once for all of them.
                 drain(changes);
             }
@@ -455,7 +470,33 @@ mod tests {
         let back = Instant::now();
         assert_eq!(next(&mut rx).await, session(true, "Kids"));
         assert!(
-            back.elapsed() < timing.settle,
+            back.elapsed() < timing.settle / 5,
+            "seen {:?} after Kodi was back",
+            back.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_switch_whose_rewrite_is_heard_before_the_drop_is_reported_as_soon_as_kodi_answers() {
+        let (_userdata, xml) = userdata();
+        let mut fake = FakeKodi::start().await;
+        let timing = Timing {
+            settle: Duration::from_secs(5),
+            ..FAST
+        };
+        let mut rx = watch_with(fake.addr(), Some(xml.clone()), timing);
+        assert_eq!(next(&mut rx).await, session(false, "Master user"));
+
+        // The watcher hears the rewrite while still connected, then the drop.
+        std::fs::write(&xml, "<profiles><lastloaded>1</lastloaded></profiles>").unwrap();
+        sleep(Duration::from_millis(100)).await;
+        fake.stop().await;
+        fake.log_in("Kids");
+        fake.restart().await;
+        let back = Instant::now();
+        assert_eq!(next(&mut rx).await, session(true, "Kids"));
+        assert!(
+            back.elapsed() < timing.settle / 5,
             "seen {:?} after Kodi was back",
             back.elapsed()
         );
