@@ -21,7 +21,7 @@ use crate::core::{
     parse_rfc3339, rfc3339, Action, Core, Event, FoundTicket, Mode, PinTicket, ScriptJob,
     ServerFailure,
 };
-use crate::kodi::{Kodi, KodiError, Observation};
+use crate::kodi::{hurry_switch, log_off, Kodi, KodiError, Observation};
 use crate::profiles_xml;
 use crate::server::{ServerClient, ServerError};
 use crate::state::State;
@@ -256,8 +256,9 @@ impl Driver {
                     Ok(kodi) => kodi.load_profile_md5(&profile, &hash).await,
                     Err(e) => Err(e),
                 };
-                if let Err(e) = loaded {
-                    tracing::error!("cannot open the profile {profile}: {e}");
+                match loaded {
+                    Ok(()) => self.hurry_switch(),
+                    Err(e) => tracing::error!("cannot open the profile {profile}: {e}"),
                 }
                 None
             }
@@ -269,8 +270,17 @@ impl Driver {
                     );
                     return None;
                 };
-                let result = match self.rpc().await {
-                    Ok(kodi) => kodi.end_session(eventserver).await,
+                let checked = match self.rpc().await {
+                    Ok(kodi) => kodi.check_log_off().await,
+                    Err(e) => Err(e),
+                };
+                let result = match checked {
+                    Ok(()) => {
+                        // From before the first packet: the EventServer's own wait begins
+                        // while `log_off` still waits to say goodbye.
+                        self.hurry_switch();
+                        log_off(eventserver).await
+                    }
                     Err(e) => Err(e),
                 };
                 if let Err(e) = result {
@@ -314,6 +324,16 @@ impl Driver {
             self.rpc = Some(Kodi::connect(&self.config.kodi_jsonrpc).await?);
         }
         Ok(self.rpc.as_ref().expect("connected just now"))
+    }
+
+    /// Shortens the switch Kodi has just been asked for ([`hurry_switch`]), beside the driver:
+    /// its events wait for nothing of it.
+    fn hurry_switch(&self) {
+        let Ok(eventserver) = self.config.kodi_eventserver.parse() else {
+            return;
+        };
+        let jsonrpc = self.config.kodi_jsonrpc.clone();
+        tokio::spawn(async move { hurry_switch(&jsonrpc, eventserver).await });
     }
 
     async fn tell_addon(&mut self, message: &ToAddon) {

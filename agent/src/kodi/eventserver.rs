@@ -28,11 +28,11 @@ const ACTION_GRACE: Duration = Duration::from_millis(250);
 /// 1.2 s later and drops every JSON-RPC client on the way.
 ///
 /// ⚠ `System.LogOff` at the login screen, or while the master profile is logged on, leaves
-/// Kodi's JSON-RPC down until someone logs in at the TV: prefer [`Kodi::end_session`], which
-/// checks both first. UDP gives no answer: an `Ok` means the packets were sent, not that
-/// Kodi acted on them; watch the session to know.
+/// Kodi's JSON-RPC down until someone logs in at the TV: ask [`Kodi::check_log_off`] first.
+/// UDP gives no answer: an `Ok` means the packets were sent, not that Kodi acted on them;
+/// watch the session to know.
 ///
-/// [`Kodi::end_session`]: super::Kodi::end_session
+/// [`Kodi::check_log_off`]: super::Kodi::check_log_off
 pub async fn log_off(eventserver: SocketAddr) -> Result<(), KodiError> {
     let io = |source| KodiError::Io {
         addr: eventserver,

@@ -10,6 +10,7 @@
 pub mod bus;
 mod client;
 mod eventserver;
+mod hurry;
 mod listen;
 mod rpc;
 mod watch;
@@ -19,6 +20,7 @@ mod fake;
 
 pub use client::Kodi;
 pub use eventserver::log_off;
+pub use hurry::hurry_switch;
 pub use listen::listen;
 pub use watch::{watch, Observation};
 
@@ -68,7 +70,7 @@ pub enum KodiError {
     /// on: Kodi would stop its network services and never restart them.
     #[error("profile {profile:?} is already loaded and logged on; not loading it again")]
     AlreadyLoaded { profile: String },
-    /// `end_session` was asked to log off when that would leave Kodi's JSON-RPC down.
+    /// A log-off now would leave Kodi's JSON-RPC down ([`Kodi::check_log_off`]).
     #[error("not logging off: {reason}")]
     LogOffRefused { reason: &'static str },
     /// Sending to the EventServer failed.
