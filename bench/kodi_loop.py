@@ -340,9 +340,9 @@ def native(args, tmp, retries):
         page.start()
 
         def ticket_opened():
-            """On a box at rest, issues a ticket and types its PIN as soon as Kodi is back
-            from the agent's restart: (ticket id, before the POST, Kodi ready, Kids open,
-            shown in use)."""
+            """On a box at rest, issues a ticket and types its PIN on Kodi's login screen as
+            soon as Kodi is back from the agent's restart: (ticket id, before the POST, Kodi
+            ready, PIN typed, Kids open, shown in use)."""
             wait_for("Kodi at its login screen", lambda: at_login_screen(kodi), SWITCH_TIMEOUT, 0.2)
             wait_for("the agent seeing Kodi's login screen",
                      lambda: agent_sees_login_screen(agent_log), SWITCH_TIMEOUT, 0.2)
@@ -353,25 +353,25 @@ def native(args, tmp, retries):
             wait_for("Kodi's login screen after the restart", lambda: at_login_screen(kodi),
                      SWITCH_TIMEOUT, 0.05)
             ready = time.time()
-            if not kodi.load_profile("Kids", pin=pin):
-                raise Failed("Kodi refused the ticket's PIN after the restart")
+            typed = kodi.type_pin_at_login_screen("Kids", pin)
             opened = time.time()
-            return ticket_id, posted, ready, opened, page.wait_in_use(ticket_id)
+            return ticket_id, posted, ready, typed, opened, page.wait_in_use(ticket_id)
 
         totals, ours, kodi_stop, kodi_start, kodi_load = [], [], [], [], []
         to_stop, between, to_page, after_open, late, late_ours = [], [], [], [], [], []
         for n in range(1, args.rounds + 1):
             say("native, round %d/%d" % (n, args.rounds))
-            ticket_id, posted, ready, opened, shown = ticket_opened()
+            ticket_id, posted, ready, typed, opened, shown = ticket_opened()
             at = stamps_after(stamps, posted)
-            totals.append(opened - posted)
+            # Less the harness moving to Kids on the login screen: a person's time.
+            totals.append(opened - posted - (typed - ready))
             kodi_stop.append(at["stop-end"] - at["stop-begin"])
             kodi_start.append(ready - at["start-begin"])
-            kodi_load.append(opened - ready)
+            kodi_load.append(opened - typed)
             to_stop.append(at["stop-begin"] - posted)
             between.append(at["start-begin"] - at["stop-end"])
             ours.append(totals[-1] - kodi_stop[-1] - kodi_start[-1] - kodi_load[-1])
-            to_page.append(shown - ready)
+            to_page.append(shown - typed)
             after_open.append(shown - opened)
 
             relocked = relocks(exec_log)

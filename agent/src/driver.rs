@@ -21,7 +21,7 @@ use crate::core::{
     parse_rfc3339, rfc3339, Action, Core, Event, FoundTicket, Mode, PinTicket, ScriptJob,
     ServerFailure,
 };
-use crate::kodi::{hurry_switch, log_off, Kodi, KodiError, Observation};
+use crate::kodi::{hurry_switch, log_off, Heard, Kodi, KodiError, Observation};
 use crate::profiles_xml;
 use crate::server::{ServerClient, ServerError};
 use crate::state::State;
@@ -79,8 +79,12 @@ impl Driver {
         mut self,
         mut server_events: mpsc::Receiver<AgentEvent>,
         mut kodi: mpsc::Receiver<Observation>,
-        mut addon: mpsc::Receiver<FromAddon>,
+        heard: Heard,
     ) -> std::io::Result<()> {
+        let Heard {
+            mut addon,
+            mut pin_typed,
+        } = heard;
         // NOTE: the core's time is whole Unix seconds and a session ends at a whole second:
         // ticking just after each one acts on an end as it comes, where a free-running
         // second would act up to a second late.
@@ -93,6 +97,13 @@ impl Driver {
             let event = tokio::select! {
                 Some(event) = server_events.recv() => Event::Server(event),
                 Some(observation) = kodi.recv() => Event::Kodi(observation),
+                Some(()) = pin_typed.recv() => {
+                    // At the login screen a right PIN begins a switch at once. (Elsewhere:
+                    // the add-on's PIN pad, whose login the agent hurries anyway, or a
+                    // settings lock; nothing switches, and the wake-ups end after 3 s.)
+                    self.hurry_switch();
+                    continue;
+                }
                 Some(request) = addon.recv() => Event::Addon(request),
                 () = &mut tick => {
                     let next = until_next_second(SystemTime::now());
@@ -326,8 +337,8 @@ impl Driver {
         Ok(self.rpc.as_ref().expect("connected just now"))
     }
 
-    /// Shortens the switch Kodi has just been asked for ([`hurry_switch`]), beside the driver:
-    /// its events wait for nothing of it.
+    /// Shortens the switch Kodi is about to begin ([`hurry_switch`]), beside the driver: its
+    /// events wait for nothing of it.
     fn hurry_switch(&self) {
         let Ok(eventserver) = self.config.kodi_eventserver.parse() else {
             return;

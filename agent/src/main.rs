@@ -193,7 +193,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let (events_tx, events) = mpsc::channel(64);
     tokio::spawn(driver::follow_server(server, events_tx));
     let kodi = kodi::watch(config.kodi_jsonrpc.clone(), Some(config.profiles_xml()));
-    let addon = kodi::listen(config.kodi_jsonrpc.clone());
-    driver.run(events, kodi, addon).await?;
+    let heard = kodi::listen(config.kodi_jsonrpc.clone());
+    driver.run(events, kodi, heard).await?;
     Ok(())
 }

@@ -864,6 +864,49 @@ class KodiHarness:
         self._wait_switch(before, name, True, timeout, "loading profile %r" % name)
         return True
 
+    def type_pin_at_login_screen(self, name: str, pin: str,
+                                 timeout: float = DEFAULT_SWITCH_TIMEOUT):
+        """What a person does at the TV: at Kodi's own login screen, move to `name`, select
+        it and type its right `pin` on the PIN pad it opens (Input.SendText, as a remote's
+        app does). Returns when the PIN was sent (time.time()), once `name` is logged on and
+        the services are back."""
+        if self.logged_on():
+            raise HarnessError("type_pin_at_login_screen: a profile is logged on")
+        focused = lambda: self.rpc("XBMC.GetInfoLabels",
+                                   {"labels": ["System.CurrentControl"]})["System.CurrentControl"]
+        for key in ["Input.Right"] * 6 + ["Input.Left"] * 12:
+            if _ascii_lower(focused()) == _ascii_lower(name):
+                break
+            self.rpc(key)
+            time.sleep(0.2)
+        else:
+            raise HarnessError("the login screen never focused %r" % name)
+        self.rpc("Input.Select")
+        deadline = time.monotonic() + 10
+        while self.current_window() != self.LOCK_CODE_DIALOGS[0]:
+            if time.monotonic() > deadline:
+                raise HarnessError("no PIN pad after selecting %r\n%s" % (name, self.log_tail()))
+            time.sleep(0.05)
+        before = self._servers()
+        typed = time.time()
+        self.rpc("Input.SendText", {"text": pin, "done": True})
+        self._wait_switch(before, name, True, timeout, "typing the PIN for %r" % name)
+        return typed
+
+    def eventserver_stops(self) -> list:
+        """Seconds each stop of the EventServer took in this run, from kodi.log ("ES:
+        Stopping event server" to "ES: UDP Event server stopped"): at the start of every
+        profile switch Kodi waits for it, and its thread notices only between 1 s waits."""
+        stamp = lambda line: time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) + float(line[19:23])
+        stops, began = [], None
+        for line in Path(self.kodi_log).read_text(errors="replace").splitlines():
+            if "ES: Stopping event server" in line:
+                began = stamp(line)
+            elif "ES: UDP Event server stopped" in line and began is not None:
+                stops.append(round(stamp(line) - began, 3))
+                began = None
+        return stops
+
     # ---------------------------------------------------------- EventServer
     def send_builtin(self, builtin: str):
         """Send one builtin over the EventServer (UDP): HELO, then ACTION "execute builtin".

@@ -152,7 +152,7 @@ impl Kodi {
             })
     }
 
-    /// Whether ending the logged-in session ([`log_off`]) is safe now.
+    /// Whether ending the logged-in session ([`log_off`](super::log_off)) is safe now.
     ///
     /// Refuses ([`KodiError::LogOffRefused`]) at the login screen and while the master
     /// profile is logged on: in both cases `System.LogOff` leaves Kodi's JSON-RPC down until

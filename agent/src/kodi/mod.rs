@@ -1,6 +1,7 @@
 //! Talking to the Kodi on this box: its WebSocket JSON-RPC (`ws://{addr}/jsonrpc`) for
 //! reading who is logged in and for logging a profile in, and its EventServer (UDP) for
-//! ending a session, which no JSON-RPC method can do.
+//! ending a session, which no JSON-RPC method can do; both to cut a second of waiting out of
+//! each profile switch ([`hurry_switch`]).
 //!
 //! NOTE: Kodi sends no notification for a login, a log-off or a profile switch, and it drops
 //! every JSON-RPC client on each switch. [`watch`] therefore reconnects with backoff and
@@ -21,7 +22,7 @@ mod fake;
 pub use client::Kodi;
 pub use eventserver::log_off;
 pub use hurry::hurry_switch;
-pub use listen::listen;
+pub use listen::{listen, Heard};
 pub use watch::{watch, Observation};
 
 /// What Kodi's screen is doing: who is logged in.
