@@ -11,6 +11,8 @@ Standard library only. See /work/shared/KODI.md for the facts and traps this rel
     k.load_profile("Kids", pin="0000")   # False (refused)
     k.load_profile("Kids", pin="1234")   # True, Kids is now current and logged on
     k.log_off()                     # EventServer System.LogOff, back at the login screen
+    k.type_pin_at_login_screen("Kids", "1234")   # as a person: move, select, type on the pad
+    k.eventserver_stops()           # [s, ...]: how long each EventServer stop took (kodi.log)
     subprocess.run([script, "Kids:4711"], env=k.env)   # stop/start commands of THIS Kodi
     k.stop()                        # kills Kodi and Xvfb, removes the temp dir
 

@@ -38,11 +38,7 @@ pub async fn log_off(eventserver: SocketAddr) -> Result<(), KodiError> {
         addr: eventserver,
         source,
     };
-    let local: SocketAddr = match eventserver {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let socket = UdpSocket::bind(local).await.map_err(io)?;
+    let socket = socket_for(eventserver).await.map_err(io)?;
     // Kodi tells clients apart by this token; 0 would make it fall back to the IP address.
     let token = rand::random::<u32>().max(1);
     socket
@@ -60,6 +56,15 @@ pub async fn log_off(eventserver: SocketAddr) -> Result<(), KodiError> {
         .map_err(io)?;
     tracing::info!(%eventserver, "sent System.LogOff to Kodi's EventServer");
     Ok(())
+}
+
+/// A UDP socket on any local port, of the address family of `eventserver`.
+pub(super) async fn socket_for(eventserver: SocketAddr) -> std::io::Result<UdpSocket> {
+    let local: SocketAddr = match eventserver {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    UdpSocket::bind(local).await
 }
 
 /// HELO: device name, icon type, port (unused), two reserved u32.

@@ -14,11 +14,13 @@
 //! the JSON-RPC clients were dropped ~0.9 s before the EventServer ended when nothing woke
 //! it), so one is not taken for both. A switch Kodi never begins ends it after [`LIMIT`].
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
+
+use super::eventserver::socket_for;
 
 /// How often both are woken: each wait then lasts at most this long.
 pub const STEP: Duration = Duration::from_millis(20);
@@ -36,7 +38,7 @@ pub async fn hurry_switch(jsonrpc: &str, eventserver: SocketAddr) -> u32 {
         .await
         .ok()
         .and_then(Result::ok);
-    let mut udp = bound_to(eventserver).await;
+    let mut udp = connected_to(eventserver).await;
     let mut ticks = tokio::time::interval(STEP);
     let mut woken = 0;
     let mut scratch = [0u8; 256];
@@ -67,13 +69,10 @@ pub async fn hurry_switch(jsonrpc: &str, eventserver: SocketAddr) -> u32 {
     woken
 }
 
-/// A UDP socket connected to `eventserver`, or `None` if the system refuses one.
-async fn bound_to(eventserver: SocketAddr) -> Option<UdpSocket> {
-    let local: SocketAddr = match eventserver {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let socket = UdpSocket::bind(local).await.ok()?;
+/// A UDP socket connected to `eventserver` (so that a refusal is reported), or `None` if the
+/// system refuses one.
+async fn connected_to(eventserver: SocketAddr) -> Option<UdpSocket> {
+    let socket = socket_for(eventserver).await.ok()?;
     socket.connect(eventserver).await.ok()?;
     Some(socket)
 }
