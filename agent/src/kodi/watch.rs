@@ -454,38 +454,44 @@ mod tests {
         fake.restart().await;
     }
 
-    #[tokio::test]
-    async fn a_profile_opened_by_a_switch_is_reported_as_soon_as_kodi_answers() {
-        let (_userdata, xml) = userdata();
-        let mut fake = FakeKodi::start().await;
-        // A settle this long would show in the time the login takes to arrive.
-        let timing = Timing {
-            settle: Duration::from_secs(5),
-            ..FAST
-        };
-        let mut rx = watch_with(fake.addr(), Some(xml.clone()), timing);
-        assert_eq!(next(&mut rx).await, session(false, "Master user"));
+    /// A settle this long would show in the time a login takes to arrive.
+    const LONG_SETTLE: Timing = Timing {
+        settle: Duration::from_secs(5),
+        ..FAST
+    };
 
-        switch(&mut fake, &xml, |fake| fake.log_in("Kids")).await;
+    /// A fake Kodi at its login screen, watched with [`LONG_SETTLE`].
+    async fn watching_the_login_screen(xml: &Path) -> (FakeKodi, mpsc::Receiver<Observation>) {
+        let fake = FakeKodi::start().await;
+        let mut rx = watch_with(fake.addr(), Some(xml.to_owned()), LONG_SETTLE);
+        assert_eq!(next(&mut rx).await, session(false, "Master user"));
+        (fake, rx)
+    }
+
+    /// Kids reported within a fifth of [`LONG_SETTLE`]'s settle from now (Kodi back).
+    async fn kids_seen_at_once(rx: &mut mpsc::Receiver<Observation>) {
         let back = Instant::now();
-        assert_eq!(next(&mut rx).await, session(true, "Kids"));
+        assert_eq!(next(rx).await, session(true, "Kids"));
         assert!(
-            back.elapsed() < timing.settle / 5,
+            back.elapsed() < LONG_SETTLE.settle / 5,
             "seen {:?} after Kodi was back",
             back.elapsed()
         );
     }
 
     #[tokio::test]
+    async fn a_profile_opened_by_a_switch_is_reported_as_soon_as_kodi_answers() {
+        let (_userdata, xml) = userdata();
+        let (mut fake, mut rx) = watching_the_login_screen(&xml).await;
+
+        switch(&mut fake, &xml, |fake| fake.log_in("Kids")).await;
+        kids_seen_at_once(&mut rx).await;
+    }
+
+    #[tokio::test]
     async fn a_switch_whose_rewrite_is_heard_before_the_drop_is_reported_as_soon_as_kodi_answers() {
         let (_userdata, xml) = userdata();
-        let mut fake = FakeKodi::start().await;
-        let timing = Timing {
-            settle: Duration::from_secs(5),
-            ..FAST
-        };
-        let mut rx = watch_with(fake.addr(), Some(xml.clone()), timing);
-        assert_eq!(next(&mut rx).await, session(false, "Master user"));
+        let (mut fake, mut rx) = watching_the_login_screen(&xml).await;
 
         // The watcher hears the rewrite while still connected, then the drop.
         std::fs::write(&xml, "<profiles><lastloaded>1</lastloaded></profiles>").unwrap();
@@ -493,13 +499,7 @@ mod tests {
         fake.stop().await;
         fake.log_in("Kids");
         fake.restart().await;
-        let back = Instant::now();
-        assert_eq!(next(&mut rx).await, session(true, "Kids"));
-        assert!(
-            back.elapsed() < timing.settle / 5,
-            "seen {:?} after Kodi was back",
-            back.elapsed()
-        );
+        kids_seen_at_once(&mut rx).await;
     }
 
     #[tokio::test]
