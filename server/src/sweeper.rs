@@ -39,18 +39,27 @@ async fn sweep_forever(pool: db::Pool, lifetimes: Lifetimes, known: KnownTokens)
     let mut ticks = time::interval(PERIOD);
     loop {
         ticks.tick().await;
-        match db::tickets::expire_due(&pool, db::now()).await {
+        // NOTE: the sweep runs on one connection it holds: on the pool, its statements run
+        // back to back would open a connection each (sqlx returns one in a task of its own).
+        let mut connection = match db::sweep_connection(&pool).await {
+            Ok(connection) => connection,
+            Err(e) => {
+                tracing::error!("cannot reach the database to sweep it: {e}");
+                continue;
+            }
+        };
+        match db::tickets::expire_due(&mut *connection, db::now()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!("{n} ticket(s) expired"),
             Err(e) => tracing::error!("cannot expire tickets: {e}"),
         }
-        match db::sessions::delete_expired(&pool, db::now(), lifetimes).await {
+        match db::sessions::delete_expired(&mut *connection, db::now(), lifetimes).await {
             Ok(0) => {}
             Ok(n) => tracing::info!("{n} expired admin session(s) deleted"),
             Err(e) => tracing::error!("cannot delete expired sessions: {e}"),
         }
+        drop(connection);
         known.forget_stale();
-        db::shrink_idle_connections(&pool).await;
         crate::memory::give_back();
     }
 }

@@ -1,13 +1,18 @@
-//! SQLite's page caches are emptied on the pool's idle connections. Its own process (one test
-//! file, one test): SQLite counts its memory per process, so no other test may query at once.
+//! A quiet server gives back the database connections a burst opened. Its own process (one
+//! test file, one test): SQLite counts its memory per process, so no other test may query at
+//! once.
 
 use std::str::FromStr;
 
 use kodi_tickets_server::db;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
-const CONNECTIONS: u32 = 4;
+/// As many connections as a burst opens on two cores (the pool's default maximum).
+const CONNECTIONS: u32 = 8;
+/// What a quiet server keeps (`db::QUIET_CONNECTIONS`).
+const KEPT: u32 = 3;
 const ROWS: i64 = 20_000;
+const MIB: i64 = 1024 * 1024;
 
 /// Bytes SQLite holds in this process.
 fn sqlite_memory() -> i64 {
@@ -19,7 +24,7 @@ fn sqlite_memory() -> i64 {
 }
 
 #[rocket::async_test]
-async fn idle_connections_give_their_page_caches_back() {
+async fn a_quiet_server_closes_what_a_burst_opened() {
     let dir = tempfile::tempdir().unwrap();
     let options =
         SqliteConnectOptions::from_str(&format!("sqlite://{}/kt.db", dir.path().display()))
@@ -43,7 +48,7 @@ async fn idle_connections_give_their_page_caches_back() {
     .await
     .unwrap();
 
-    // Every connection reads the whole table (about 2.5 MiB), filling its cache.
+    // A burst: every connection reads the whole table (about 2.5 MiB), filling its cache.
     let mut held = Vec::new();
     for _ in 0..CONNECTIONS {
         let mut connection = pool.acquire().await.unwrap();
@@ -54,31 +59,43 @@ async fn idle_connections_give_their_page_caches_back() {
         assert_eq!(total, ROWS * 100);
         held.push(connection);
     }
-    // One stays in use: it keeps its cache.
     let busy = held.pop().unwrap();
     drop(held);
-    // A dropped connection goes back to the pool in a task of its own.
-    all_idle_but_one(&pool).await;
+    all_idle_but(&pool, 1).await;
     let before = sqlite_memory();
 
-    db::shrink_idle_connections(&pool).await;
-
-    let after = sqlite_memory();
-    let freed = before - after;
-    // Three caches of up to 2 MiB each, the default size: most of it comes back.
+    // One connection still in use: the server is busy, nothing is closed or emptied.
+    let sweep = db::sweep_connection(&pool).await.unwrap();
+    assert_eq!(pool.size(), CONNECTIONS);
     assert!(
-        freed > 3 * 1024 * 1024,
-        "SQLite held {before} bytes before, {after} after"
+        sqlite_memory() > before - MIB,
+        "caches were emptied while busy"
     );
-    // Every idle connection is back in the pool (this waits forever otherwise).
-    all_idle_but_one(&pool).await;
+    drop(sweep);
     drop(busy);
+    all_idle_but(&pool, 0).await;
+
+    // Quiet: the spare connections are closed, the caches of those kept emptied.
+    let mut sweep = db::sweep_connection(&pool).await.unwrap();
+    assert_eq!(pool.size(), KEPT);
+    let freed = before - sqlite_memory();
+    // Eight caches of up to 2 MiB each, the default size: most of it comes back.
+    assert!(
+        freed > 10 * MIB,
+        "SQLite held {before} bytes before, {freed} fewer after"
+    );
+    // The connection handed out works, and the kept ones are back in the pool.
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+        .fetch_one(&mut *sweep)
+        .await
+        .unwrap();
+    assert_eq!(total, ROWS);
 }
 
-/// Returns once every connection but the one held is back in the pool: a dropped connection
-/// goes back in a task of its own.
-async fn all_idle_but_one(pool: &db::Pool) {
-    while pool.num_idle() < CONNECTIONS as usize - 1 {
+/// Returns once every connection but `held` is back in the pool: a dropped connection goes
+/// back in a task of its own.
+async fn all_idle_but(pool: &db::Pool, held: u32) {
+    while pool.num_idle() < (pool.size() - held) as usize {
         rocket::tokio::task::yield_now().await;
     }
 }

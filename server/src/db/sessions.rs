@@ -45,17 +45,20 @@ pub async fn touch(
 }
 
 /// Deletes the sessions past either lifetime; returns how many.
-pub async fn delete_expired(
-    pool: &Pool,
+pub async fn delete_expired<'c, E>(
+    executor: E,
     at: i64,
     lifetimes: Lifetimes,
-) -> Result<u64, sqlx::Error> {
+) -> Result<u64, sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+{
     let r =
         sqlx::query("DELETE FROM sessions WHERE last_seen_at <= ?1 - ?2 OR created_at <= ?1 - ?3")
             .bind(at)
             .bind(lifetimes.idle_secs)
             .bind(lifetimes.absolute_secs)
-            .execute(pool)
+            .execute(executor)
             .await?;
     Ok(r.rows_affected())
 }
