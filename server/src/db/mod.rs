@@ -115,9 +115,12 @@ pub async fn sweep_connection(pool: &Pool) -> Result<PoolConnection<sqlx::Sqlite
             }
         }
         for kept in &mut idle {
-            sqlx::query("PRAGMA shrink_memory")
+            if let Err(e) = sqlx::query("PRAGMA shrink_memory")
                 .execute(&mut **kept)
-                .await?;
+                .await
+            {
+                tracing::warn!("cannot shrink a database connection's caches: {e}");
+            }
         }
     }
     match idle.into_iter().next() {
