@@ -84,7 +84,7 @@ async fn a_quiet_server_closes_what_a_burst_opened() {
         freed > 10 * MIB,
         "SQLite held {before} bytes before, {freed} fewer after"
     );
-    // The connection handed out works, and the kept ones are back in the pool.
+    // The connection handed out is one of those kept, and it works.
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
         .fetch_one(&mut *sweep)
         .await

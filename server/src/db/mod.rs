@@ -16,10 +16,10 @@ pub use values::{AdminId, Delivery, DeliveryId, DeliveryStatus, DeviceId, Profil
 use rocket::fairing::{self, AdHoc};
 use rocket::{Build, Rocket};
 use rocket_db_pools::Database;
+use sqlx::pool::PoolConnection;
 
 use crate::error::Error;
 
-use sqlx::pool::PoolConnection;
 pub use sqlx::SqlitePool as Pool;
 
 #[derive(Database)]
